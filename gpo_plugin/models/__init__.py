@@ -1,0 +1,1 @@
+from . import encoders, heads, losses, necks  # noqa: F401  (importing registers the modules)

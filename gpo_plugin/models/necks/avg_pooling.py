@@ -1,0 +1,39 @@
+"""Average pooling over a (masked) set."""
+
+from __future__ import annotations
+
+from mmpretrain.models.necks import GlobalAveragePooling
+from torch import Tensor
+
+from gpo_plugin.registry import MODELS
+
+from ..utils.set_ops import LengthsLike, check_set_input, length_mask
+from .base_set_pooling import BaseSetPooling
+
+
+@MODELS.register_module()
+class AvgPooling(BaseSetPooling):
+    """Mean of the valid set elements. Maps are pooled by mmpretrain's
+    ``GlobalAveragePooling``.
+
+    Shapes:
+        ``pool``: features (B, L, D), lengths (B,) -> pooled (B, D), weights (B, N_max, 1)
+        with weight 1/N at each valid position.
+    """
+
+    def __init__(self, init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.global_pool = GlobalAveragePooling(dim=2)
+
+    def pool(self, features: Tensor, lengths: LengthsLike = None) -> tuple[Tensor, Tensor]:
+        lengths = check_set_input(features, lengths, 'AvgPooling.pool')
+        max_len = int(lengths.max())
+        valid = length_mask(lengths, max_len).to(features.dtype)
+        weights = valid / lengths.unsqueeze(1).to(features.dtype)
+        pooled = (features[:, :max_len] * weights.unsqueeze(-1)).sum(dim=1)
+        return pooled, weights.unsqueeze(-1)
+
+    def pool_map(self, feature_map: Tensor) -> Tensor:
+        if not isinstance(feature_map, Tensor) or feature_map.dim() != 4:
+            return super().pool_map(feature_map)  # raises the shape error
+        return self.global_pool(feature_map)

@@ -1,0 +1,56 @@
+"""Base class of every pooler: one method, ``pool``, to override."""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from ..utils.set_ops import LengthsLike
+
+
+class BaseSetPooling(BaseModule, metaclass=ABCMeta):
+    """A neck that pools a set of feature vectors into one vector.
+
+    Subclasses implement :meth:`pool` on padded sets. :meth:`forward` adds the
+    mmpretrain neck convention on top:
+
+    - a tuple of (B, C, H, W) maps -> a tuple of (B, C) vectors (the H*W grid vectors
+      of each map form the set);
+    - a single (B, C, H, W) map -> a (B, C) vector;
+    - a (B, L, D) padded set (with optional ``lengths`` (B,)) -> a (B, D) vector.
+    """
+
+    @abstractmethod
+    def pool(self, features: Tensor, lengths: LengthsLike = None) -> tuple[Tensor, Tensor | None]:
+        """Pool padded sets.
+
+        Args:
+            features: (B, L, D) sets; positions >= lengths[b] are ignored.
+            lengths: (B,) integer sizes in [1, L]; ``None`` means all L are valid.
+
+        Returns:
+            ``(pooled, weights)``: pooled (B, D), and the pooling weights over the
+            sorted (descending) positions, (B, max(lengths), 1), or ``None`` for
+            poolers that are not a weighted sum of order statistics.
+        """
+
+    def pool_map(self, feature_map: Tensor) -> Tensor:
+        """Pool a (B, C, H, W) map over its H*W grid vectors into (B, C)."""
+        if not isinstance(feature_map, Tensor) or feature_map.dim() != 4:
+            shape = tuple(feature_map.shape) if isinstance(feature_map, Tensor) else type(feature_map)
+            raise ValueError(f'{type(self).__name__}: backbone outputs must be (B, C, H, W) maps, '
+                             f'got {shape}.')
+        return self.pool(feature_map.flatten(2).transpose(1, 2))[0]
+
+    def forward(self, inputs: Tensor | tuple[Tensor, ...], lengths: LengthsLike = None):
+        if isinstance(inputs, tuple | list):
+            return tuple(self.pool_map(x) for x in inputs)
+        if isinstance(inputs, Tensor) and inputs.dim() == 4 and lengths is None:
+            return self.pool_map(inputs)
+        if isinstance(inputs, Tensor) and inputs.dim() == 3:
+            return self.pool(inputs, lengths)[0]
+        shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
+        raise ValueError(f'{type(self).__name__}: expected a tuple of (B, C, H, W) maps, one '
+                         f'(B, C, H, W) map, or a (B, L, D) set with lengths; got {shape}.')

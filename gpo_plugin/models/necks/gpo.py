@@ -1,0 +1,106 @@
+"""GPO, the Generalized Pooling Operator of VSE∞ (DESIGN §3)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from gpo_plugin.registry import MODELS
+
+from ..utils.set_ops import (LengthsLike, check_set_input, length_mask, sinusoid_encoding,
+                             sort_channels_descending, weighted_sum_sorted)
+from .base_set_pooling import BaseSetPooling
+
+
+@MODELS.register_module()
+class GPO(BaseSetPooling):
+    """Generalized Pooling Operator: a learned weighted sum of per-channel order statistics.
+
+    For a set of N vectors, a bidirectional GRU reads the sinusoidal encodings of
+    positions 0..N-1 (directions averaged), a bias-free linear layer scores each
+    position, and ``theta = softmax(scores / temperature)`` weights the channel-wise
+    descending-sorted features. ``theta`` depends only on (k, N), so it is computed once
+    per distinct set size in a batch (and cached in eval mode under ``no_grad``).
+
+    State-dict keys are those of the published VSE∞ checkpoints (``gru.*``,
+    ``linear.weight``), so their ``gpool.`` sub-dicts load directly.
+
+    Args:
+        d_pe: channels of the positional encoding fed to the GRU. Defaults to 32.
+        d_hidden: hidden size of each GRU direction. Defaults to 32.
+        temperature: softmax temperature of the scores. Defaults to 0.1.
+        init_cfg: mmengine initialisation config. Defaults to None.
+
+    Shapes:
+        ``pool``: features (B, L, D), lengths (B,) -> pooled (B, D), weights (B, N_max, 1).
+        ``forward``: tuple of (B, C, H, W) -> tuple of (B, C).
+    """
+
+    def __init__(self, d_pe: int = 32, d_hidden: int = 32, temperature: float = 0.1,
+                 init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if d_pe % 2:
+            raise ValueError(f'GPO: `d_pe` must be even (sin/cos pairs), got {d_pe}.')
+        self.d_pe = d_pe
+        self.d_hidden = d_hidden
+        self.temperature = temperature
+        self.gru = nn.GRU(d_pe, d_hidden, num_layers=1, batch_first=True, bidirectional=True)
+        self.linear = nn.Linear(d_hidden, 1, bias=False)
+        self._weights_cache: dict[tuple, Tensor] = {}
+
+    def pool(self, features: Tensor, lengths: LengthsLike = None) -> tuple[Tensor, Tensor]:
+        lengths = check_set_input(features, lengths, 'GPO.pool')
+        weights = self.pool_weights(lengths)
+        pooled = weighted_sum_sorted(sort_channels_descending(features, lengths), weights)
+        return pooled, weights.unsqueeze(-1)
+
+    def pool_weights(self, lengths: Tensor) -> Tensor:
+        """(B, max(lengths)) weights theta for each sample's set size, 0 past its size."""
+        sizes, which = torch.unique(lengths, return_inverse=True)
+        # Weights are always computed in full precision, also under autocast.
+        with torch.autocast(device_type=lengths.device.type, enabled=False):
+            if self.training or torch.is_grad_enabled():
+                self._weights_cache.clear()
+                table = self._weights_for_sizes(sizes)
+            else:
+                table = self._cached_weights_for_sizes(sizes)
+        return table[which]
+
+    def _weights_for_sizes(self, sizes: Tensor) -> Tensor:
+        """Run the BiGRU once over each distinct size: (U,) -> (U, max(sizes))."""
+        max_size = int(sizes.max())
+        dtype = self.linear.weight.dtype
+        encoding = sinusoid_encoding(max_size, self.d_pe, device=sizes.device, dtype=dtype)
+        encoding = encoding.expand(sizes.numel(), -1, -1)
+        packed = pack_padded_sequence(encoding, sizes.cpu(), batch_first=True,
+                                      enforce_sorted=False)
+        hidden, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True,
+                                        total_length=max_size)
+        forward_dir, backward_dir = hidden.split(self.d_hidden, dim=-1)
+        scores = self.linear((forward_dir + backward_dir) / 2).squeeze(-1)
+        scores = scores.masked_fill(~length_mask(sizes, max_size), -math.inf)
+        return torch.softmax(scores / self.temperature, dim=1)
+
+    def _cached_weights_for_sizes(self, sizes: Tensor) -> Tensor:
+        device, dtype = sizes.device, self.linear.weight.dtype
+        size_list = sizes.tolist()
+        missing = [n for n in size_list if (n, device, dtype) not in self._weights_cache]
+        if missing:
+            fresh = self._weights_for_sizes(torch.tensor(missing, device=device))
+            for row, n in zip(fresh, missing, strict=True):
+                self._weights_cache[(n, device, dtype)] = row[:n]
+        table = sizes.new_zeros((len(size_list), max(size_list)), dtype=dtype)
+        for i, n in enumerate(size_list):
+            table[i, :n] = self._weights_cache[(n, device, dtype)]
+        return table
+
+    def train(self, mode: bool = True) -> GPO:
+        self._weights_cache.clear()
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self._weights_cache.clear()
+        super()._load_from_state_dict(*args, **kwargs)

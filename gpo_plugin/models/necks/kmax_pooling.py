@@ -1,0 +1,40 @@
+"""K-max pooling: the mean of the K largest values of each channel."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gpo_plugin.registry import MODELS
+
+from ..utils.set_ops import (LengthsLike, check_set_input, length_mask,
+                             sort_channels_descending, weighted_sum_sorted)
+from .base_set_pooling import BaseSetPooling
+
+
+@MODELS.register_module()
+class KMaxPooling(BaseSetPooling):
+    """Average of the top-K values per channel, K clipped to each set's size
+    (VSE∞'s best hand-picked pooler for grid features, with K = 20).
+
+    Args:
+        k: number of top values averaged per channel. Defaults to 20.
+
+    Shapes:
+        ``pool``: features (B, L, D), lengths (B,) -> pooled (B, D), weights (B, N_max, 1)
+        equal to 1/min(K, N) at the first min(K, N) sorted positions.
+    """
+
+    def __init__(self, k: int = 20, init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f'KMaxPooling: `k` must be a positive integer, got {k!r}.')
+        self.k = k
+
+    def pool(self, features: Tensor, lengths: LengthsLike = None) -> tuple[Tensor, Tensor]:
+        lengths = check_set_input(features, lengths, 'KMaxPooling.pool')
+        kept = torch.clamp(lengths, max=self.k)
+        selected = length_mask(kept, int(lengths.max())).to(features.dtype)
+        weights = selected / kept.unsqueeze(1).to(features.dtype)
+        pooled = weighted_sum_sorted(sort_channels_descending(features, lengths), weights)
+        return pooled, weights.unsqueeze(-1)

@@ -1,0 +1,32 @@
+"""Max pooling over a (masked) set."""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor
+
+from gpo_plugin.registry import MODELS
+
+from ..utils.set_ops import LengthsLike, check_set_input, length_mask
+from .base_set_pooling import BaseSetPooling
+
+
+@MODELS.register_module()
+class MaxPooling(BaseSetPooling):
+    """Channel-wise maximum over the valid set elements (VSE∞'s best hand-picked
+    pooler for region features).
+
+    Shapes:
+        ``pool``: features (B, L, D), lengths (B,) -> pooled (B, D), weights (B, N_max, 1)
+        equal to 1 at the first sorted position and 0 elsewhere.
+    """
+
+    def pool(self, features: Tensor, lengths: LengthsLike = None) -> tuple[Tensor, Tensor]:
+        lengths = check_set_input(features, lengths, 'MaxPooling.pool')
+        max_len = int(lengths.max())
+        valid = length_mask(lengths, max_len)
+        pooled = features[:, :max_len].masked_fill(~valid.unsqueeze(-1), -math.inf).amax(dim=1)
+        weights = features.new_zeros(valid.shape)
+        weights[:, 0] = 1.0
+        return pooled, weights.unsqueeze(-1)

@@ -1,0 +1,120 @@
+"""Pure functions on padded sets of feature vectors (B, L, D) with lengths (B,)."""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+LengthsLike = Tensor | Sequence[int] | None
+
+
+def check_set_input(features: Tensor, lengths: LengthsLike, caller: str) -> Tensor:
+    """Validate a padded set batch and return its lengths as a long tensor.
+
+    Args:
+        features: (B, L, D) set features; positions >= lengths[b] are padding.
+        lengths: (B,) integer set sizes, 1 <= lengths[b] <= L. ``None`` means every
+            set is full (all L positions valid).
+        caller: name used in error messages, e.g. ``'GPO.pool'``.
+
+    Returns:
+        (B,) ``torch.long`` lengths on ``features.device``.
+    """
+    if not isinstance(features, Tensor):
+        raise TypeError(f'{caller}: `features` must be a torch.Tensor of shape (B, L, D), '
+                        f'got {type(features).__name__}.')
+    if features.dim() != 3:
+        raise ValueError(f'{caller}: `features` must have shape (B, L, D) (3 dims), '
+                         f'got shape {tuple(features.shape)}.')
+    if not features.is_floating_point():
+        raise TypeError(f'{caller}: `features` must be a floating-point tensor, got {features.dtype}.')
+    batch, set_len, _ = features.shape
+    if lengths is None:
+        return torch.full((batch,), set_len, dtype=torch.long, device=features.device)
+    lengths = _as_long_tensor(lengths, caller).to(features.device)
+    if lengths.dim() != 1 or lengths.numel() != batch:
+        raise ValueError(f'{caller}: `lengths` must have shape (B,) = ({batch},) to match '
+                         f'features {tuple(features.shape)}, got shape {tuple(lengths.shape)}.')
+    if batch == 0:
+        return lengths
+    smallest, largest = int(lengths.min()), int(lengths.max())
+    if smallest < 1:
+        index = int(torch.argmin(lengths))
+        raise ValueError(f'{caller}: every set needs at least one element, got lengths[{index}] = '
+                         f'{smallest}. Drop empty samples or give them at least one feature.')
+    if largest > set_len:
+        index = int(torch.argmax(lengths))
+        raise ValueError(f'{caller}: lengths[{index}] = {largest} exceeds the set axis of '
+                         f'features (L = {set_len}, shape {tuple(features.shape)}).')
+    return lengths
+
+
+def _as_long_tensor(lengths: Tensor | Sequence[int], caller: str) -> Tensor:
+    if isinstance(lengths, Tensor):
+        if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+            raise TypeError(f'{caller}: `lengths` must hold integers, got dtype {lengths.dtype}; '
+                            'pass e.g. `lengths.long()` after checking the values are whole.')
+        return lengths.long()
+    integers = []
+    for value in lengths:
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            integers.append(operator.index(value))
+        except TypeError:
+            raise TypeError(f'{caller}: `lengths` must hold integers, got {value!r} '
+                            f'({type(value).__name__}).') from None
+    return torch.tensor(integers, dtype=torch.long)
+
+
+def length_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """(B, max_len) boolean mask, True at valid positions k < lengths[b]."""
+    positions = torch.arange(max_len, device=lengths.device)
+    return positions.unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def sort_channels_descending(features: Tensor, lengths: Tensor) -> Tensor:
+    """Sort every channel of each set independently, largest first.
+
+    Args:
+        features: (B, L, D) padded sets.
+        lengths: (B,) valid sizes (already checked).
+
+    Returns:
+        (B, D, N_max) with N_max = max(lengths): entry [b, d, k] is the k-th largest
+        value of channel d in set b, and exactly 0 for k >= lengths[b]. The set axis is
+        last so the sort runs along contiguous memory.
+    """
+    max_len = int(lengths.max())
+    valid = length_mask(lengths, max_len).unsqueeze(1)  # (B, 1, N_max)
+    channels = features[:, :max_len].transpose(1, 2).contiguous()  # (B, D, N_max)
+    # Padding must sort last whatever the feature scale, so use -inf, not a sentinel.
+    channels = channels.masked_fill(~valid, -math.inf)
+    ordered = channels.sort(dim=-1, descending=True).values
+    return ordered.masked_fill(~valid, 0.0)
+
+
+def weighted_sum_sorted(ordered: Tensor, weights: Tensor) -> Tensor:
+    """Pool sorted channels (B, D, N) with per-rank weights (B, N) into (B, D)."""
+    return torch.bmm(ordered, weights.to(ordered.dtype).unsqueeze(-1)).squeeze(-1)
+
+
+def sinusoid_encoding(num_positions: int, channels: int, *, device=None,
+                      dtype: torch.dtype = torch.float32) -> Tensor:
+    """(num_positions, channels) sinusoidal encoding of positions 0..num_positions-1.
+
+    Channel 2j holds sin(k * 10000^(-2j/channels)), channel 2j+1 the cosine of the
+    same angle (the transformer encoding that VSE∞ feeds its GPO with).
+    """
+    if channels % 2:
+        raise ValueError(f'sinusoid_encoding: `channels` must be even, got {channels}.')
+    position = torch.arange(num_positions, device=device, dtype=torch.float64).unsqueeze(1)
+    rates = torch.pow(10000.0, -torch.arange(0, channels, 2, device=device,
+                                              dtype=torch.float64) / channels)
+    angle = position * rates
+    encoding = torch.stack((angle.sin(), angle.cos()), dim=-1).flatten(1)
+    return encoding.to(dtype)

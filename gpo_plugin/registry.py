@@ -1,0 +1,49 @@
+"""Registries of gpo_plugin: the seam between this package and the frameworks.
+
+Each registry is a child of mmpretrain's (scope ``'gpo_plugin'``), so a config with
+``default_scope='gpo_plugin'`` sees everything mmpretrain and mmengine register, and
+``type='gpo_plugin.GPO'`` works from any scope. Every module registered here is also
+exported into the parent registry under the same name (unless that name is already
+taken there), so ``neck=dict(type='GPO')`` works unchanged inside a stock mmpretrain
+config whose ``default_scope`` is ``'mmpretrain'``.
+"""
+
+from __future__ import annotations
+
+from mmengine.registry import Registry
+from mmpretrain.registry import DATA_SAMPLERS as MMPRETRAIN_DATA_SAMPLERS
+from mmpretrain.registry import DATASETS as MMPRETRAIN_DATASETS
+from mmpretrain.registry import HOOKS as MMPRETRAIN_HOOKS
+from mmpretrain.registry import METRICS as MMPRETRAIN_METRICS
+from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
+from mmpretrain.registry import TRANSFORMS as MMPRETRAIN_TRANSFORMS
+
+SCOPE = 'gpo_plugin'
+
+
+class ExportingRegistry(Registry):
+    """A child registry that also registers each module in its parent."""
+
+    def _register_module(self, module, module_name=None, force: bool = False) -> None:
+        super()._register_module(module, module_name, force)
+        if module_name is None:
+            names = [module.__name__]
+        elif isinstance(module_name, str):
+            names = [module_name]
+        else:
+            names = list(module_name)
+        for name in names:
+            if name not in self.parent._module_dict:
+                self.parent._register_module(module, name)
+
+
+def _child(name: str, parent: Registry, location: str) -> ExportingRegistry:
+    return ExportingRegistry(name, parent=parent, scope=SCOPE, locations=[location])
+
+
+MODELS = _child('model', MMPRETRAIN_MODELS, 'gpo_plugin.models')
+DATASETS = _child('dataset', MMPRETRAIN_DATASETS, 'gpo_plugin.datasets')
+DATA_SAMPLERS = _child('data sampler', MMPRETRAIN_DATA_SAMPLERS, 'gpo_plugin.datasets')
+TRANSFORMS = _child('transform', MMPRETRAIN_TRANSFORMS, 'gpo_plugin.datasets')
+METRICS = _child('metric', MMPRETRAIN_METRICS, 'gpo_plugin.evaluation')
+HOOKS = _child('hook', MMPRETRAIN_HOOKS, 'gpo_plugin.engine')

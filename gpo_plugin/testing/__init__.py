@@ -1,0 +1,1 @@
+"""Straightforward reference formulations, for tests and benchmarks only."""
