@@ -1,0 +1,20 @@
+"""Shared pytest set-up: one CPU thread (2-core machines thrash with more), offline hub."""
+
+import os
+
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+os.environ.setdefault('MKL_NUM_THREADS', '1')
+os.environ['HF_HUB_OFFLINE'] = '1'
+os.environ['TRANSFORMERS_OFFLINE'] = '1'
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+import gpo_plugin  # noqa: E402,F401  (registers every module once)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
