@@ -1,0 +1,140 @@
+"""Image–caption pairs over precomputed region features (the SCAN/VSE layout, DESIGN §5)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from mmengine.dataset import BaseDataset
+
+from gpo_plugin.registry import DATASETS
+
+from .text_tokenizers import build_caption_tokenizer
+
+
+@DATASETS.register_module()
+class PrecompCaptionDataset(BaseDataset):
+    """One sample per caption, with the region features of its image.
+
+    Files under ``data_root`` (the layout of every VSE repository since SCAN):
+    ``{split}_ims.npy`` (N, R, D) float features, memory-mapped; ``{split}_caps.txt``, one
+    caption a line, k consecutive lines per image (k = #captions / N, 5 for COCO/F30K);
+    ``{split}_ids.txt`` (optional), one id a line for each image or each caption.
+
+    A sample (before the pipeline) holds ``regions`` (R, D) float32, ``token_ids`` /
+    ``word_ids`` of the tokenised caption, ``img_idx`` (image index in the split),
+    ``cap_idx`` (caption index) and the tokenizer's ``mask_id``, ``vocab_size`` and
+    ``random_low`` for word augmentation.
+
+    Args:
+        data_root: directory holding the split files, e.g. ``data/coco/precomp``.
+        split: ``'train'``, ``'dev'``, ``'test'`` or ``'testall'``.
+        tokenizer: ``dict(type='VocabTokenizer', vocab_file=...)`` or
+            ``dict(type='HFTokenizer', path=...)``.
+        feat_dim: expected feature dimension D (the image encoder's ``in_channels``);
+            ``None`` skips the check.
+        captions_per_image: expected k; ``None`` takes it from the files.
+        max_images: use only the first ``max_images`` images (and their captions), e.g.
+            1000 for the COCO ``dev`` validation of the reference code. ``None``: all.
+        pipeline: transforms applied to each sample.
+        test_mode: mmengine flag (no effect on the data).
+    """
+
+    def __init__(self, data_root: str, split: str, tokenizer: dict, feat_dim: int | None = None,
+                 captions_per_image: int | None = None, max_images: int | None = None,
+                 pipeline: list | None = None, test_mode: bool = False, **kwargs) -> None:
+        self.split = split
+        self.feat_dim = feat_dim
+        self.expected_k = captions_per_image
+        self.max_images = max_images
+        self.tokenizer = build_caption_tokenizer(tokenizer)
+        self._ims: np.ndarray | None = None
+        super().__init__(data_root=data_root, pipeline=pipeline or [], test_mode=test_mode,
+                         serialize_data=False, **kwargs)
+
+    # -- files ---------------------------------------------------------------------------
+    def _file(self, suffix: str) -> Path:
+        return Path(self.data_root) / f'{self.split}_{suffix}'
+
+    @property
+    def images(self) -> np.ndarray:
+        """The (N, R, D) features, memory-mapped on first use in each process."""
+        if self._ims is None:
+            self._ims = np.load(self._file('ims.npy'), mmap_mode='r')
+        return self._ims
+
+    def __getstate__(self) -> dict:
+        # Worker processes re-open the memory map instead of pickling its contents.
+        state = self.__dict__.copy()
+        state['_ims'] = None
+        return state
+
+    def load_data_list(self) -> list[dict]:
+        ims_path, caps_path = self._file('ims.npy'), self._file('caps.txt')
+        for path, what in ((ims_path, '(N, R, D) float region features'),
+                           (caps_path, 'one caption a line, k consecutive lines per image')):
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f'PrecompCaptionDataset: {path} not found; expected {what} for split '
+                    f"'{self.split}'. Set `data_root` to the folder with {{split}}_ims.npy, "
+                    '{split}_caps.txt, {split}_ids.txt (e.g. via --cfg-options).')
+        try:
+            ims = np.load(ims_path, mmap_mode='r')
+        except ValueError as err:
+            raise ValueError(f'PrecompCaptionDataset: {ims_path} is not a readable .npy array '
+                             f'({err}).') from None
+        if ims.ndim != 3:
+            raise ValueError(f'PrecompCaptionDataset: {ims_path} must hold an (N, R, D) array '
+                             f'(images, regions, feature dim), got shape {ims.shape}.')
+        if self.feat_dim is not None and ims.shape[2] != self.feat_dim:
+            raise ValueError(
+                f'PrecompCaptionDataset: {ims_path} has feature dimension {ims.shape[2]}, but the '
+                f'config expects feat_dim={self.feat_dim}; set `feat_dim` of the dataset and '
+                '`in_channels` of the image encoder to the features you have.')
+        with open(caps_path, encoding='utf-8') as f:
+            captions = [line.strip() for line in f]
+        num_images, num_caps = ims.shape[0], len(captions)
+        if num_images == 0 or num_caps == 0 or num_caps % num_images:
+            raise ValueError(
+                f'PrecompCaptionDataset: {caps_path} has {num_caps} captions for {num_images} '
+                f'images in {ims_path}; expected a positive multiple of {num_images} (k '
+                'consecutive captions per image).')
+        k = num_caps // num_images
+        if self.expected_k is not None and k != self.expected_k:
+            raise ValueError(f'PrecompCaptionDataset: {caps_path} has {k} captions per image, '
+                             f'the config expects captions_per_image={self.expected_k}.')
+        ids = self._read_ids(num_images, k)
+        if self.max_images is not None:
+            num_images = min(num_images, self.max_images)
+        self._metainfo.update(captions_per_image=k, num_images=num_images, image_ids=ids)
+        return [dict(img_idx=c // k, cap_idx=c, caption=captions[c])
+                for c in range(num_images * k)]
+
+    def _read_ids(self, num_images: int, k: int) -> list[str]:
+        path = self._file('ids.txt')
+        if not path.is_file():
+            return [str(i) for i in range(num_images)]
+        with open(path, encoding='utf-8') as f:
+            ids = [line.strip() for line in f if line.strip()]
+        if len(ids) == num_images * k and k > 1:
+            ids = ids[::k]
+        if len(ids) != num_images:
+            raise ValueError(f'PrecompCaptionDataset: {path} has {len(ids)} ids; expected one '
+                             f'per image ({num_images}) or per caption ({num_images * k}).')
+        return ids
+
+    # -- samples -------------------------------------------------------------------------
+    def get_data_info(self, idx: int) -> dict:
+        info = dict(super().get_data_info(idx))
+        info['regions'] = np.array(self.images[info['img_idx']], dtype=np.float32)
+        info['token_ids'], info['word_ids'] = self.tokenizer.encode(info['caption'])
+        tok = self.tokenizer
+        info.update(mask_id=tok.mask_id, vocab_size=tok.vocab_size, random_low=tok.random_low)
+        return info
+
+
+def precomp_files(data_root: str | os.PathLike, split: str) -> dict[str, Path]:
+    """Paths of the three files of a split (for tools that write or check them)."""
+    root = Path(data_root)
+    return {s: root / f'{split}_{s}' for s in ('ims.npy', 'caps.txt', 'ids.txt')}
