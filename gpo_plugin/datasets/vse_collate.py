@@ -25,7 +25,7 @@ def vse_collate(batch: Sequence[dict]) -> dict:
     try:
         regions = [s['inputs']['regions'] for s in batch]
         tokens = [s['inputs']['tokens'] for s in batch]
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, IndexError):
         raise ValueError('vse_collate: samples must be dict(inputs=dict(regions=..., tokens=...), '
                          'data_samples=...); end the dataset pipeline with PackVSEInputs.') from None
     inputs = dict(

@@ -1,1 +1,5 @@
 """models/encoders."""
+
+from .bert_text_encoder import MINILM, BertTextEncoder  # noqa: F401
+from .bigru_text_encoder import BiGRUTextEncoder  # noqa: F401
+from .precomp_region_encoder import PrecompRegionEncoder  # noqa: F401

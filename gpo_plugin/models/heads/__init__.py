@@ -1,1 +1,4 @@
 """models/heads."""
+
+from .metric_learning_head import MetricLearningHead  # noqa: F401
+from .vse_head import VSEHead  # noqa: F401

@@ -34,7 +34,9 @@ class KMaxPooling(BaseSetPooling):
     def pool(self, features: Tensor, lengths: LengthsLike = None) -> tuple[Tensor, Tensor]:
         lengths = check_set_input(features, lengths, 'KMaxPooling.pool')
         kept = torch.clamp(lengths, max=self.k)
-        selected = length_mask(kept, int(lengths.max())).to(features.dtype)
-        weights = selected / kept.unsqueeze(1).to(features.dtype)
-        pooled = weighted_sum_sorted(sort_channels_descending(features, lengths), weights)
-        return pooled, weights.unsqueeze(-1)
+        top = sort_channels_descending(features, lengths, top=self.k)  # (B, D, min(K, N_max))
+        weights = length_mask(kept, top.shape[-1]).to(features.dtype) / kept.unsqueeze(1)
+        pooled = weighted_sum_sorted(top, weights)
+        # Report weights over all N_max sorted positions, zero past the top K.
+        padding = int(lengths.max()) - top.shape[-1]
+        return pooled, torch.nn.functional.pad(weights, (0, padding)).unsqueeze(-1)

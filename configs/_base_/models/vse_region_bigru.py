@@ -1,0 +1,12 @@
+# BUTD region features (36 x 2048) + BiGRU text (300-d words), GPO on both branches.
+# The vocabulary comes from `tools/build_vocab.py` (threshold 4); keep `vocab_file` equal
+# to the dataset tokenizer's.
+model = dict(
+    type='VSERetriever',
+    img_enc=dict(type='PrecompRegionEncoder', in_channels=2048, embed_dim=1024,
+                 pooling=dict(type='GPO')),
+    txt_enc=dict(type='BiGRUTextEncoder', vocab_file='data/coco/vocab.json', word_dim=300,
+                 embed_dim=1024, pooling=dict(type='GPO')),
+    head=dict(type='VSEHead', loss=dict(type='ContrastiveLoss', margin=0.2,
+                                        max_violation=False)),
+)

@@ -1,0 +1,15 @@
+# VSE∞ on Flickr30K: BUTD region features + BiGRU text, GPO (1K R@1 76.5 / 56.4, rSum 498.1).
+# Build the vocabulary first:
+#   python tools/build_vocab.py data/f30k/precomp/train_caps.txt --out data/f30k/vocab.json
+_base_ = [
+    './_base_/models/vse_region_bigru.py',
+    './_base_/datasets/vse_f30k_precomp.py',
+    './_base_/schedules/vse_25e.py',
+    './_base_/vse_runtime.py',
+]
+vocab_file = 'data/f30k/vocab.json'
+tokenizer = dict(type='VocabTokenizer', vocab_file=vocab_file)
+model = dict(txt_enc=dict(vocab_file=vocab_file))
+train_dataloader = dict(dataset=dict(tokenizer=tokenizer))
+val_dataloader = dict(dataset=dict(tokenizer=tokenizer))
+test_dataloader = dict(dataset=dict(tokenizer=tokenizer))

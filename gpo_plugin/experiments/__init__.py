@@ -1,0 +1,1 @@
+"""Small self-contained experiments (runnable on CPU) used by tools/ and tests."""

@@ -1,0 +1,64 @@
+"""Text encoder: word embedding + bidirectional GRU (VSE∞'s BiGRU path), DESIGN §4."""
+
+from __future__ import annotations
+
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from gpo_plugin.registry import MODELS
+
+from ..utils.set_ops import check_set_input
+
+
+@MODELS.register_module()
+class BiGRUTextEncoder(BaseModule):
+    """Token ids -> embedding (uniform ±0.1) -> BiGRU (directions averaged) -> pooler.
+
+    Parameter names (``embed``, ``rnn``, ``gpool``) match the VSE∞ checkpoints' ``txt_enc``.
+
+    Args:
+        vocab_size: number of words; or give ``vocab_file`` to read it from the JSON
+            written by ``tools/build_vocab.py``.
+        vocab_file: vocabulary JSON (used when ``vocab_size`` is None).
+        word_dim: word embedding size. Defaults to 300.
+        embed_dim: GRU hidden size = joint embedding size. Defaults to 1024.
+        num_layers: GRU layers. Defaults to 1.
+        pooling: config of the pooler. Defaults to ``dict(type='GPO')``.
+
+    Shapes:
+        tokens (B, T) long, lengths (B,) -> pooled (B, E) (not normalised).
+    """
+
+    def __init__(self, vocab_size: int | None = None, vocab_file: str | None = None,
+                 word_dim: int = 300, embed_dim: int = 1024, num_layers: int = 1,
+                 pooling: dict | None = None, init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if vocab_size is None:
+            if vocab_file is None:
+                raise ValueError('BiGRUTextEncoder: give `vocab_size` or `vocab_file`.')
+            from gpo_plugin.datasets.text_tokenizers import VocabTokenizer
+
+            vocab_size = VocabTokenizer(vocab_file).vocab_size
+        self.embed_dim = embed_dim
+        self.embed = nn.Embedding(vocab_size, word_dim)
+        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+        self.rnn = nn.GRU(word_dim, embed_dim, num_layers, batch_first=True, bidirectional=True)
+        self.gpool = MODELS.build(pooling or dict(type='GPO'))
+
+    def embed_tokens(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """Per-token embeddings (B, T_max, E), zero past each length."""
+        if tokens.max() >= self.embed.num_embeddings:
+            raise ValueError(f'BiGRUTextEncoder: token id {int(tokens.max())} is outside the '
+                             f'vocabulary ({self.embed.num_embeddings} words); the model and the '
+                             'tokenizer must use the same vocab_file.')
+        words = self.embed(tokens)
+        lengths = check_set_input(words, lengths, 'BiGRUTextEncoder')
+        packed = pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        hidden, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True,
+                                        total_length=tokens.shape[1])
+        forward_dir, backward_dir = hidden.split(self.embed_dim, dim=-1)
+        return (forward_dir + backward_dir) / 2
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        return self.gpool.pool(self.embed_tokens(tokens, lengths), lengths)[0]

@@ -1,0 +1,115 @@
+"""Metric-learning head: a PML loss (+ miner, + cross-batch memory) on pooled embeddings, plus
+GSP's zero-shot regularisation on its attribute vectors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmpretrain.structures import DataSample
+from torch import Tensor, nn
+
+from gpo_plugin.registry import MODELS
+
+from ..losses.pml_bridge import build_pml
+
+
+@MODELS.register_module()
+class MetricLearningHead(BaseModule):
+    """Embeds the neck output and applies a pytorch-metric-learning loss.
+
+    ``loss``/``miner`` name PML classes (resolved by :func:`build_pml`, never against
+    ``MODELS``). With ``cross_batch_memory=dict(memory_size=...)`` the loss is wrapped in PML's
+    ``CrossBatchMemory`` (the miner then mines against the memory). With ``zero_shot_loss`` the
+    model must pass GSP's attribute vectors to :meth:`loss`; the total is then
+    ``metric_loss_weight * L_metric + L_zsr`` (the zero-shot loss carries its own weight, 0.1).
+
+    Args:
+        loss: PML loss config, e.g. ``dict(type='ContrastiveLoss', pos_margin=0, neg_margin=0.5)``.
+        miner: PML miner config, or None.
+        cross_batch_memory: kwargs of PML's ``CrossBatchMemory`` except loss/miner/embedding_size
+            (e.g. ``dict(memory_size=1024)``), or None.
+        zero_shot_loss: a ``ZeroShotLoss`` config (``MODELS``), or None.
+        metric_loss_weight: weight of the PML loss. Defaults to 0.9 with a zero-shot loss, else 1.
+        in_channels: size of the neck output; with ``out_channels`` adds a Linear projection
+            (for poolers without one, e.g. average pooling). Needed with cross-batch memory.
+        out_channels: embedding size after the optional projection.
+        normalize: l2-normalise the embeddings returned by :meth:`predict`. Defaults to True.
+        init_cfg: mmengine initialisation config.
+
+    Shapes:
+        feats: tuple of (B, C) (the last one is used) -> embeddings (B, D).
+    """
+
+    def __init__(self, loss: dict, miner: dict | None = None,
+                 cross_batch_memory: dict | None = None, zero_shot_loss: dict | None = None,
+                 metric_loss_weight: float | None = None, in_channels: int | None = None,
+                 out_channels: int | None = None, normalize: bool = True,
+                 init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.projection = (nn.Linear(in_channels, out_channels)
+                           if in_channels is not None and out_channels is not None else None)
+        embed_dim = out_channels or in_channels
+        metric_loss = build_pml(loss)
+        self.miner = build_pml(miner)
+        self.uses_memory = cross_batch_memory is not None
+        if self.uses_memory:
+            if embed_dim is None:
+                raise ValueError('MetricLearningHead: cross_batch_memory needs the embedding size; '
+                                 'set `in_channels` (and `out_channels`) of the head.')
+            metric_loss = build_pml(dict(type='CrossBatchMemory', loss=metric_loss,
+                                         embedding_size=embed_dim, miner=self.miner,
+                                         **cross_batch_memory))
+            self.miner = None  # used inside the memory
+        self.metric_loss = metric_loss
+        self.zero_shot_loss = MODELS.build(zero_shot_loss) if zero_shot_loss else None
+        if metric_loss_weight is None:
+            metric_loss_weight = 0.9 if self.zero_shot_loss is not None else 1.0
+        self.metric_loss_weight = metric_loss_weight
+        self.normalize = normalize
+
+    @property
+    def needs_attributes(self) -> bool:
+        return self.zero_shot_loss is not None
+
+    def forward(self, feats: Sequence[Tensor] | Tensor) -> Tensor:
+        x = feats[-1] if isinstance(feats, tuple | list) else feats
+        if x.dim() != 2:
+            raise ValueError(f'MetricLearningHead: expects pooled (B, C) features from the neck, '
+                             f'got {tuple(x.shape)}; add a pooling neck (e.g. GSP, AvgPooling).')
+        return self.projection(x) if self.projection is not None else x
+
+    def loss(self, feats: Sequence[Tensor], data_samples: list[DataSample],
+             attributes: Sequence[Tensor] | Tensor | None = None) -> dict[str, Tensor]:
+        embeddings = self(feats)
+        labels = torch.cat([s.gt_label.reshape(-1) for s in data_samples]).to(embeddings.device)
+        if self.uses_memory:
+            metric = self.metric_loss(embeddings, labels)
+        else:
+            indices = self.miner(embeddings, labels) if self.miner is not None else None
+            metric = self.metric_loss(embeddings, labels, indices)
+        losses = {'loss_metric': self.metric_loss_weight * metric}
+        if self.zero_shot_loss is not None:
+            if attributes is None:
+                raise ValueError('MetricLearningHead: zero_shot_loss needs attribute vectors, '
+                                 "which only a GSP neck gives; use model.type='MetricLearner' "
+                                 "with neck.type='GSP', or remove head.zero_shot_loss.")
+            attr = attributes[-1] if isinstance(attributes, tuple | list) else attributes
+            losses['loss_zsr'] = self.zero_shot_loss(attr, labels)
+        return losses
+
+    def predict(self, feats: Sequence[Tensor],
+                data_samples: list[DataSample | None] | None = None) -> list[DataSample]:
+        embeddings = self(feats).detach()
+        if self.normalize:
+            embeddings = F.normalize(embeddings, dim=1)
+        if data_samples is None:
+            data_samples = [None] * embeddings.shape[0]
+        out = []
+        for embedding, sample in zip(embeddings, data_samples, strict=True):
+            sample = DataSample() if sample is None else sample
+            sample.set_field(embedding, 'embedding', field_type='data')
+            out.append(sample)
+        return out

@@ -1,0 +1,54 @@
+"""VSE++ hinge-based triplet ranking loss (DESIGN §4)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from gpo_plugin.registry import MODELS
+
+
+@MODELS.register_module()
+class ContrastiveLoss(nn.Module):
+    """Bidirectional hinge loss over the in-batch similarity matrix S = im · sᵀ.
+
+    ``cost_s[i, j] = [margin + S_ij - S_ii]_+`` (image i, negative caption j) and
+    ``cost_im[i, j] = [margin + S_ij - S_jj]_+`` (caption j, negative image i), the
+    diagonal excluded. With ``max_violation`` only the hardest negative of each row of
+    ``cost_s`` and each column of ``cost_im`` counts (VSE++); otherwise all negatives.
+    The result is summed over the batch. :class:`HardestNegativeHook` switches
+    ``max_violation`` on after the warm-up epochs.
+
+    Args:
+        margin: the margin alpha. Defaults to 0.2.
+        max_violation: use the hardest negatives only. Defaults to False.
+        loss_weight: multiplies the loss. Defaults to 1.0.
+
+    Shapes:
+        im (B, D), s (B, D), row i of both a matching pair -> scalar.
+    """
+
+    def __init__(self, margin: float = 0.2, max_violation: bool = False,
+                 loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.margin = margin
+        self.max_violation = max_violation
+        self.loss_weight = loss_weight
+
+    def forward(self, im: Tensor, s: Tensor) -> Tensor:
+        if im.dim() != 2 or im.shape != s.shape:
+            raise ValueError('ContrastiveLoss: image and caption embeddings must both be (B, D) '
+                             f'with matching rows, got {tuple(im.shape)} and {tuple(s.shape)}.')
+        scores = im @ s.t()
+        diagonal = scores.diag().unsqueeze(1)
+        cost_s = (self.margin + scores - diagonal).clamp(min=0)
+        cost_im = (self.margin + scores - diagonal.t()).clamp(min=0)
+        positives = torch.eye(scores.shape[0], dtype=torch.bool, device=scores.device)
+        cost_s = cost_s.masked_fill(positives, 0)
+        cost_im = cost_im.masked_fill(positives, 0)
+        if self.max_violation:
+            cost_s, cost_im = cost_s.max(dim=1).values, cost_im.max(dim=0).values
+        return self.loss_weight * (cost_s.sum() + cost_im.sum())
+
+    def extra_repr(self) -> str:
+        return f'margin={self.margin}, max_violation={self.max_violation}'

@@ -1,0 +1,188 @@
+"""GSP, Generalized Sum Pooling (DESIGN §6)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from mmengine.dist import broadcast, get_world_size
+from torch import Tensor, nn
+
+from gpo_plugin.registry import MODELS
+
+from ..utils.partial_transport import (attribute_vectors, greedy_k_center, partial_transport,
+                                       pooling_weights, transport_cost, unit_ball)
+from ..utils.set_ops import LengthsLike, check_set_input
+from .base_set_pooling import BaseSetPooling
+
+
+class GSPOutput(NamedTuple):
+    """pooled (B, D), attributes a (B, m) on the simplex, weights w (B, n) with mean 1."""
+
+    pooled: Tensor
+    attributes: Tensor
+    weights: Tensor
+
+
+@MODELS.register_module()
+class GSP(BaseSetPooling):
+    """Generalized Sum Pooling: a weighted average of projected local features whose weights
+    come from an entropy-smoothed partial optimal transport onto learnable prototypes.
+
+    Each of the n local features x_j = proj(f_j) carries mass 1/n; a fraction ``transport_ratio``
+    (mu) of the total mass is transported to the prototypes at cost ||phi(z_i) - phi(x_j)||
+    (phi: projection onto the unit ball), the rest stays behind. A feature's pooling weight is
+    the share of its mass that was transported, w_j = (1 - n r_j) / mu (mean 1), and the pooled
+    vector is (1/n) sum_j w_j x_j. mu = 1 is exactly global average pooling of x. The solve is
+    exact (float64 root finding) and the backward is the closed-form implicit gradient.
+
+    Prototypes are initialised by greedy k-center over the first pooled training embeddings
+    (``kcenter_init=True``), copied in place into the existing parameter so that an optimizer
+    built before keeps updating it.
+
+    Args:
+        in_channels: channels C of the backbone maps (or D_in of a set).
+        out_channels: embedding size D.
+        num_prototypes: number m of prototypes. Defaults to 64 (128 for SOP in the paper).
+        transport_ratio: mu in (0, 1]. Defaults to 0.3.
+        gamma: inverse entropy weight 1/eps (> 0; safe up to at least 50). Defaults to 5.0.
+        kcenter_init: initialise the prototypes by k-center on the first training batches.
+            Defaults to True.
+        kcenter_source: ``'pooled'`` (average of the projected local features of each image,
+            collected over as many batches as it takes to reach m of them) or ``'local'`` (the
+            projected local features of the first batch). Defaults to ``'pooled'``.
+        init_cfg: mmengine initialisation config. Defaults to None.
+
+    Shapes:
+        ``forward``: tuple of (B, C, H, W) -> tuple of (B, D); with ``return_attributes`` /
+        ``return_weights`` also tuples of (B, m) attributes / (B, H, W) weights.
+        ``pool``: (B, n, C) -> pooled (B, D), weights (B, n, 1).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, num_prototypes: int = 64,
+                 transport_ratio: float = 0.3, gamma: float = 5.0, kcenter_init: bool = True,
+                 kcenter_source: str = 'pooled', init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if not 0.0 < transport_ratio <= 1.0:
+            raise ValueError(f'GSP: `transport_ratio` (mu) must lie in (0, 1], got '
+                             f'{transport_ratio}. Set e.g. neck.transport_ratio=0.3 in the config.')
+        if not gamma > 0:
+            raise ValueError(f'GSP: `gamma` must be > 0, got {gamma}.')
+        if kcenter_source not in ('pooled', 'local'):
+            raise ValueError(f"GSP: `kcenter_source` must be 'pooled' or 'local', got "
+                             f'{kcenter_source!r}.')
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.num_prototypes = num_prototypes
+        self.transport_ratio = float(transport_ratio)
+        self.gamma = float(gamma)
+        self.kcenter_init = kcenter_init
+        self.kcenter_source = kcenter_source
+        self.proj = nn.Linear(in_channels, out_channels)
+        self.prototypes = nn.Parameter(torch.empty(num_prototypes, out_channels))
+        # Persistent, so that resuming a run never re-initialises trained prototypes.
+        self.register_buffer('prototypes_initialised', torch.tensor(not kcenter_init))
+        self._pending: list[Tensor] = []
+        self.reset_prototypes()
+
+    def reset_prototypes(self) -> None:
+        """Random directions of norm 1/2 (inside the unit ball)."""
+        with torch.no_grad():
+            self.prototypes.normal_()
+            self.prototypes.mul_(0.5 / self.prototypes.norm(dim=1, keepdim=True))
+
+    # -- pooling -----------------------------------------------------------------------------
+
+    def pool_full(self, features: Tensor) -> GSPOutput:
+        """Pool full sets (B, n, C) and return pooled, attributes and weights."""
+        self._check_features(features)
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            # fp32 at least (fp16 exp/log-sum-exp would lose the transport's precision).
+            dtype = torch.promote_types(self.proj.weight.dtype, torch.float32)
+            weight, bias = self.proj.weight.to(dtype), self.proj.bias.to(dtype)
+            x = nn.functional.linear(features.to(dtype), weight, bias)
+            if self.training and not bool(self.prototypes_initialised):
+                self._maybe_init_prototypes(x.detach())
+            cost = transport_cost(x, self.prototypes.to(dtype))
+            residual, plan = partial_transport(cost, self.transport_ratio, self.gamma)
+            weights = pooling_weights(residual, self.transport_ratio)
+            pooled = torch.einsum('bn,bnd->bd', weights, x) / x.shape[1]
+        return GSPOutput(pooled, attribute_vectors(plan, self.transport_ratio), weights)
+
+    def pool(self, features: Tensor, lengths: LengthsLike = None) -> tuple[Tensor, Tensor]:
+        lengths = check_set_input(features, lengths, 'GSP.pool')
+        if bool((lengths != features.shape[1]).any()):
+            raise ValueError('GSP.pool: padded sets are not supported (every feature carries mass '
+                             '1/n); pass full sets (lengths=None) or pool each size separately.')
+        out = self.pool_full(features)
+        return out.pooled, out.weights.unsqueeze(-1)
+
+    def pool_map_full(self, feature_map: Tensor) -> GSPOutput:
+        """(B, C, H, W) -> pooled (B, D), attributes (B, m), weights (B, H, W)."""
+        if not isinstance(feature_map, Tensor) or feature_map.dim() != 4:
+            shape = tuple(feature_map.shape) if isinstance(feature_map, Tensor) else type(
+                feature_map).__name__
+            raise ValueError(f'GSP: backbone outputs must be (B, C, H, W) maps, got {shape}.')
+        batch, _, height, width = feature_map.shape
+        out = self.pool_full(feature_map.flatten(2).transpose(1, 2))
+        return out._replace(weights=out.weights.reshape(batch, height, width))
+
+    def pool_map(self, feature_map: Tensor) -> Tensor:
+        return self.pool_map_full(feature_map).pooled
+
+    def forward(self, inputs: Tensor | tuple[Tensor, ...], lengths: LengthsLike = None,
+                return_attributes: bool = False, return_weights: bool = False):
+        """mmpretrain neck call. Extra outputs (tuples, one entry per map) only on request:
+        ``(pooled, attributes)``, ``(pooled, weights)`` or ``(pooled, attributes, weights)``."""
+        if not (return_attributes or return_weights):
+            return super().forward(inputs, lengths)
+        maps = tuple(inputs) if isinstance(inputs, tuple | list) else (inputs,)
+        outs = [self.pool_map_full(x) for x in maps]
+        result = [tuple(o.pooled for o in outs)]
+        if return_attributes:
+            result.append(tuple(o.attributes for o in outs))
+        if return_weights:
+            result.append(tuple(o.weights for o in outs))
+        if not isinstance(inputs, tuple | list):
+            result = [r[0] for r in result]
+        return tuple(result)
+
+    def _check_features(self, features: Tensor) -> None:
+        if features.shape[-1] != self.in_channels:
+            raise ValueError(f'GSP: the backbone gives {features.shape[-1]} channels but '
+                             f'neck.in_channels = {self.in_channels}; set `in_channels` of the '
+                             f'GSP neck in the config to {features.shape[-1]}.')
+        if features.shape[1] == 0:
+            raise ValueError('GSP: got an empty set of local features (H * W = 0).')
+
+    # -- prototype initialisation --------------------------------------------------------------
+
+    def _maybe_init_prototypes(self, x: Tensor) -> None:
+        """Collect embeddings of this batch; once m are there, k-center them into the prototypes.
+
+        Runs before the prototypes enter this forward's graph, so the in-place copy is safe.
+        """
+        points = x.mean(dim=1) if self.kcenter_source == 'pooled' else x.flatten(0, 1)
+        self._pending.append(unit_ball(points))
+        collected = torch.cat(self._pending)
+        if collected.shape[0] >= self.num_prototypes:
+            self.init_prototypes(collected)
+
+    @torch.no_grad()
+    def init_prototypes(self, embeddings: Tensor) -> None:
+        """Greedy k-center over (N, D) embeddings (N >= m), copied in place into the parameter
+        (broadcast from rank 0 under distributed training)."""
+        if embeddings.dim() != 2 or embeddings.shape[1] != self.out_channels:
+            raise ValueError(f'GSP.init_prototypes: embeddings must be (N, {self.out_channels}), '
+                             f'got {tuple(embeddings.shape)}.')
+        points = unit_ball(embeddings.detach().float())
+        centers = points[greedy_k_center(points, self.num_prototypes)]
+        if get_world_size() > 1:
+            broadcast(centers, 0)
+        self.prototypes.copy_(centers.to(self.prototypes.dtype))
+        self.prototypes_initialised.fill_(True)
+        self._pending = []
+
+    def extra_repr(self) -> str:
+        return f'm={self.num_prototypes}, mu={self.transport_ratio}, gamma={self.gamma}'
+

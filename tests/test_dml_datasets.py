@@ -1,0 +1,191 @@
+"""CUB / Cars196 / SOP readers on generated miniature copies of the real layouts (DESIGN §5),
+the MLRC folds, the digits set, and clear errors for missing or malformed files."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+from scipy.io import savemat
+
+from gpo_plugin.datasets import (Cars196MetricDataset, CUBMetricDataset, DigitsMetricDataset,
+                                 SOPMetricDataset, fold_classes)
+from gpo_plugin.registry import DATASETS
+
+PIPELINE = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+TRAIN_IDS = list(range(1, 9))  # 8 training classes (the real sets have 100 / 98 / 11,318)
+
+
+def _image(path, value=0):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    cv2.imwrite(str(path), np.full((6, 5, 3), value, np.uint8))
+
+
+def make_cub(root, train_ids=TRAIN_IDS, test_ids=(101, 102, 150), per_class=2):
+    images, labels, image_id = [], [], 0
+    for cls in [*train_ids, *test_ids]:
+        for k in range(per_class):
+            image_id += 1
+            rel = f'{cls:03d}.Bird_{cls}/img_{k}.jpg'
+            _image(root / 'images' / rel, cls)
+            images.append(f'{image_id} {rel}')
+            labels.append(f'{image_id} {cls}')
+    (root / 'images.txt').write_text('\n'.join(images) + '\n')
+    (root / 'image_class_labels.txt').write_text('\n'.join(labels) + '\n')
+    return root
+
+
+def make_cars(root, train_ids=TRAIN_IDS, test_ids=(99, 120, 196), per_class=2):
+    records, index = [], 0
+    for cls in [*train_ids, *test_ids]:
+        for _ in range(per_class):
+            index += 1
+            rel = f'car_ims/{index:06d}.jpg'
+            _image(root / rel, cls)
+            records.append((rel, 1, 2, 3, 4, cls, index % 2))
+    dtype = [('relative_im_path', 'O'), ('bbox_x1', 'O'), ('bbox_y1', 'O'), ('bbox_x2', 'O'),
+             ('bbox_y2', 'O'), ('class', 'O'), ('test', 'O')]
+    savemat(root / 'cars_annos.mat', {'annotations': np.array(records, dtype=dtype)[None]})
+    return root
+
+
+def make_sop(root, train_ids=TRAIN_IDS, test_ids=(11319, 11320, 22634), per_class=2):
+    for split, ids in (('train', train_ids), ('test', test_ids)):
+        lines, image_id = ['image_id class_id super_class_id path'], 0
+        for cls in ids:
+            for k in range(per_class):
+                image_id += 1
+                rel = f'bicycle_final/{cls}_{k}.JPG'
+                _image(root / rel, cls % 255)
+                lines.append(f'{image_id} {cls} 1 {rel}')
+        (root / f'Ebay_{split}.txt').write_text('\n'.join(lines) + '\n')
+    return root
+
+
+READERS = [(CUBMetricDataset, make_cub, (101, 102, 150)),
+           (Cars196MetricDataset, make_cars, (99, 120, 196)),
+           (SOPMetricDataset, make_sop, (11319, 11320, 22634))]
+
+
+@pytest.mark.parametrize('cls,make,test_ids', READERS)
+def test_class_disjoint_splits(tmp_path, cls, make, test_ids):
+    root = make(tmp_path)
+    train = cls(data_root=str(root), split='train', pipeline=PIPELINE)
+    test = cls(data_root=str(root), split='test', pipeline=PIPELINE)
+    assert len(train) == 2 * len(TRAIN_IDS) and len(test) == 2 * len(test_ids)
+    train_ids = {train.get_data_info(i)['class_id'] for i in range(len(train))}
+    assert train_ids == set(TRAIN_IDS)
+    assert {test.get_data_info(i)['class_id'] for i in range(len(test))} == set(test_ids)
+    assert sorted(set(test.get_gt_labels().tolist())) == list(range(len(test_ids)))
+    assert test.test_mode and not train.test_mode
+    sample = test[0]  # images load through the standard mmpretrain pipeline
+    assert tuple(sample['inputs'].shape) == (3, 6, 5)
+    assert int(sample['data_samples'].gt_label) == 0
+
+
+def test_fold_classes_partition_the_training_classes():
+    classes = list(range(1, 101))
+    held = [fold_classes(classes, k)[1] for k in range(4)]
+    assert [len(h) for h in held] == [25] * 4
+    assert sorted(sum(held, [])) == classes
+    kept, held_out = fold_classes(classes, 2)
+    assert not set(kept) & set(held_out) and len(kept) == 75
+    assert held_out == list(range(51, 76))
+    with pytest.raises(ValueError, match='fold'):
+        fold_classes(classes, 4)
+
+
+@pytest.mark.parametrize('cls,make,test_ids', READERS)
+def test_mlrc_folds(tmp_path, cls, make, test_ids):
+    root = str(make(tmp_path))
+    val = cls(data_root=root, split='train', fold=1, fold_role='val')
+    train = cls(data_root=root, split='train', fold=1, fold_role='train')
+    assert {val.get_data_info(i)['class_id'] for i in range(len(val))} == {3, 4}
+    assert {train.get_data_info(i)['class_id'] for i in range(len(train))} == {1, 2, 5, 6, 7, 8}
+    assert sorted(set(train.get_gt_labels().tolist())) == list(range(6))
+    assert val.test_mode
+    with pytest.raises(ValueError, match="split='train'"):
+        cls(data_root=root, split='test', fold=0)
+
+
+def test_built_from_registry(tmp_path):
+    root = str(make_cub(tmp_path))
+    dataset = DATASETS.build(dict(type='CUBMetricDataset', data_root=root, split='test'))
+    assert isinstance(dataset, CUBMetricDataset)
+
+
+# -- missing and malformed files ---------------------------------------------------------------
+
+@pytest.mark.parametrize('cls,make,missing', [
+    (CUBMetricDataset, make_cub, 'image_class_labels.txt'),
+    (CUBMetricDataset, make_cub, 'images.txt'),
+    (Cars196MetricDataset, make_cars, 'cars_annos.mat'),
+    (SOPMetricDataset, make_sop, 'Ebay_train.txt'),
+])
+def test_missing_annotation_file_names_it_and_the_layout(tmp_path, cls, make, missing):
+    root = make(tmp_path)
+    os.remove(root / missing)
+    with pytest.raises(FileNotFoundError, match=missing) as info:
+        cls(data_root=str(root), split='train')
+    assert 'Expected layout' in str(info.value)
+
+
+def test_missing_root(tmp_path):
+    with pytest.raises(FileNotFoundError, match='not a directory'):
+        CUBMetricDataset(data_root=str(tmp_path / 'nope'))
+
+
+@pytest.mark.parametrize('cls,make,image', [
+    (CUBMetricDataset, make_cub, 'images/002.Bird_2/img_1.jpg'),
+    (Cars196MetricDataset, make_cars, 'car_ims/000003.jpg'),
+    (SOPMetricDataset, make_sop, 'bicycle_final/2_0.JPG'),
+])
+def test_missing_image_is_named(tmp_path, cls, make, image):
+    root = make(tmp_path)
+    os.remove(root / image)
+    with pytest.raises(FileNotFoundError, match='missing, e.g. .*' + image.split('/')[-1]):
+        cls(data_root=str(root), split='train')
+
+
+def test_malformed_cub_lines(tmp_path):
+    root = make_cub(tmp_path)
+    lines = (root / 'image_class_labels.txt').read_text().splitlines()
+    (root / 'image_class_labels.txt').write_text('\n'.join(lines[:2] + ['3'] + lines[3:]))
+    with pytest.raises(ValueError, match=r'malformed line 3 of .*image_class_labels.txt'):
+        CUBMetricDataset(data_root=str(root))
+    (root / 'image_class_labels.txt').write_text('\n'.join(lines[:2] + ['3 sparrow'] + lines[3:]))
+    with pytest.raises(ValueError, match=r'malformed line 3 .*<class_id>'):
+        CUBMetricDataset(data_root=str(root))
+    (root / 'image_class_labels.txt').write_text('\n'.join(lines + ['999 1']))
+    with pytest.raises(ValueError, match='listed in images.txt'):
+        CUBMetricDataset(data_root=str(root))
+
+
+def test_malformed_sop_and_cars(tmp_path):
+    sop = make_sop(tmp_path / 'sop')
+    text = (sop / 'Ebay_test.txt').read_text().splitlines()
+    (sop / 'Ebay_test.txt').write_text('\n'.join(text[:2] + ['1 2 3'] + text[2:]))
+    with pytest.raises(ValueError, match=r'malformed line 3 of .*Ebay_test.txt'):
+        SOPMetricDataset(data_root=str(sop), split='test')
+    (sop / 'Ebay_test.txt').write_text(text[0] + '\n')
+    with pytest.raises(ValueError, match='lists no images'):
+        SOPMetricDataset(data_root=str(sop), split='test')
+    cars = tmp_path / 'cars'
+    cars.mkdir()
+    savemat(cars / 'cars_annos.mat', {'something_else': np.zeros(3)})
+    with pytest.raises(ValueError, match=r'cannot read .*cars_annos.mat'):
+        Cars196MetricDataset(data_root=str(cars))
+
+
+def test_digits_dataset():
+    train, test = DigitsMetricDataset('train'), DigitsMetricDataset('test', size=16)
+    assert len(train) + len(test) == 1797
+    assert train.metainfo['classes'] == ('0', '1', '2', '3', '4')
+    assert test.metainfo['classes'] == ('5', '6', '7', '8', '9')
+    sample = train.get_data_info(0)
+    assert sample['img'].shape == (32, 32, 3) and sample['img'].dtype == np.uint8
+    assert sample['img'].max() > 200  # real strokes, scaled from 0..16
+    assert test.get_data_info(0)['img'].shape == (16, 16, 3)
+    assert sorted(set(test.get_gt_labels().tolist())) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match='split'):
+        DigitsMetricDataset('val')

@@ -1,0 +1,138 @@
+"""k-NN retrieval metrics: equal to PML's AccuracyCalculator, recalls and hand cases."""
+
+import pytest
+import torch
+from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+
+from gpo_plugin.evaluation import MetricLearningMetric
+from gpo_plugin.evaluation.functional import knn, retrieval_metrics
+from gpo_plugin.evaluation.functional.knn_metrics import faiss
+
+PML_KEYS = ('precision_at_1', 'r_precision', 'mean_average_precision_at_r')
+BACKENDS = ['torch'] + (['faiss'] if faiss is not None else [])
+
+
+def _labels(kind: str, n: int, generator: torch.Generator) -> torch.Tensor:
+    if kind == 'uniform':  # ~equal class sizes
+        return torch.randint(0, 40, (n,), generator=generator)
+    if kind == 'pairs':  # SOP-like: many small classes, some singletons (lone queries)
+        return torch.randint(0, n // 3, (n,), generator=generator)
+    if kind == 'skewed':  # a few huge classes, a long tail
+        weights = 1.0 / torch.arange(1, 61).double() ** 1.5
+        return torch.multinomial(weights, n, replacement=True, generator=generator)
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+@pytest.mark.parametrize('kind', ['uniform', 'pairs', 'skewed'])
+def test_equal_to_pml_accuracy_calculator(kind, backend):
+    generator = torch.Generator().manual_seed(1)
+    labels = _labels(kind, 700, generator)
+    # Clustered embeddings so the metrics are far from chance.
+    centers = torch.randn(int(labels.max()) + 1, 16, generator=generator)
+    embeddings = centers[labels] + 0.8 * torch.randn(700, 16, generator=generator)
+    ours = retrieval_metrics(embeddings, labels, backend=backend, max_memory_bytes=40_000)
+    calc = AccuracyCalculator(include=PML_KEYS, k='max_bin_count')
+    theirs = calc.get_accuracy(embeddings, labels)
+    # faiss: the same k-NN engine as PML, so bit-equal values. torch: fp32 distances rounded
+    # differently can swap two neighbours at a near-tie, moving a value by ~1e-8.
+    tolerance = 1e-12 if backend == 'faiss' else 1e-6
+    for key in PML_KEYS:
+        assert ours[key] == pytest.approx(theirs[key], abs=tolerance), key
+    assert 0.05 < ours['mean_average_precision_at_r'] < 0.95
+
+
+def test_equal_to_pml_with_separate_query_set():
+    generator = torch.Generator().manual_seed(2)
+    reference, ref_labels = torch.randn(300, 8, generator=generator), _labels('uniform', 300, generator)
+    query, query_labels = torch.randn(120, 8, generator=generator), _labels('uniform', 120, generator)
+    ours = retrieval_metrics(reference, ref_labels, query=query, query_labels=query_labels,
+                             backend='torch')
+    theirs = AccuracyCalculator(include=PML_KEYS, k='max_bin_count').get_accuracy(
+        query, query_labels, reference, ref_labels)
+    for key in PML_KEYS:
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-12), key
+
+
+def test_hand_computed_case_without_ties():
+    points = torch.tensor([[0.0], [1.0], [5.0], [2.2], [3.0], [10.0]])
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])
+    m = retrieval_metrics(points, labels, recall_ks=(1, 2), backend='torch')
+    # query: neighbours' labels (nearest first), R, hits within R, AP@R
+    # x=0:   1(a) 2.2(b) 3(b) 5(a)  R=2  [1,0]  AP 1/2;  recall@2 1
+    # x=1:   0(a) 2.2(b) 3(b) 5(a)  R=2  [1,0]  AP 1/2;  recall@2 1
+    # x=5:   3(b) 2.2(b) 1(a) 0(a)  R=2  [0,0]  AP 0;    recall@2 0
+    # x=2.2: 3(b) 1(a)              R=1  [1]    AP 1;    recall@2 1
+    # x=3:   2.2(b) 5(a)            R=1  [1]    AP 1;    recall@2 1
+    assert m['precision_at_1'] == pytest.approx(4 / 5)
+    assert m['r_precision'] == pytest.approx((0.5 + 0.5 + 0 + 1 + 1) / 5)
+    assert m['mean_average_precision_at_r'] == pytest.approx((0.5 + 0.5 + 0 + 1 + 1) / 5)
+    assert m['recall_at_1'] == pytest.approx(4 / 5)
+    assert m['recall_at_2'] == pytest.approx(4 / 5)
+
+
+def test_map_at_r_rewards_order_within_r():
+    # One query with R = 3 relevant items; hits at ranks 1 and 3 -> AP@R = (1/1 + 2/3) / 3.
+    points = torch.tensor([[0.0], [1.0], [2.0], [3.0], [100.0], [101.0]])
+    labels = torch.tensor([0, 0, 1, 0, 0, 1])
+    m = retrieval_metrics(points, labels, backend='torch', recall_ks=())
+    theirs = AccuracyCalculator(include=PML_KEYS, k='max_bin_count').get_accuracy(points, labels)
+    for key in PML_KEYS:
+        assert m[key] == pytest.approx(theirs[key])
+    # Hand value for query x=0: neighbours 1(a) 2(b) 3(a) -> (1 + 2/3) / 3.
+    index = knn(points, 3, backend='torch')
+    assert index[0].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_recall_at_k_against_brute_force(backend):
+    generator = torch.Generator().manual_seed(3)
+    labels = _labels('pairs', 400, generator)
+    embeddings = torch.randn(400, 6, generator=generator)
+    m = retrieval_metrics(embeddings, labels, backend=backend)
+    distances = torch.cdist(embeddings, embeddings)
+    distances.fill_diagonal_(float('inf'))
+    order = distances.argsort(dim=1)
+    same = labels[order] == labels[:, None]
+    counts = torch.bincount(labels)[labels] - 1
+    keep = counts > 0
+    for K in (1, 2, 4, 8):
+        assert m[f'recall_at_{K}'] == pytest.approx(same[keep, :K].any(1).double().mean().item())
+
+
+def test_chunked_torch_knn_equals_unchunked_and_faiss():
+    generator = torch.Generator().manual_seed(4)
+    x = torch.randn(257, 12, generator=generator)
+    full = knn(x, 5, backend='torch')
+    chunked = knn(x, 5, backend='torch', max_memory_bytes=4 * 257 * 7)  # 7 rows a chunk
+    assert torch.equal(full, chunked)
+    assert not (full == torch.arange(257)[:, None]).any()
+    if faiss is not None:
+        assert torch.equal(full, knn(x, 5, backend='faiss'))
+
+
+def test_mmengine_metric_process_and_compute():
+    generator = torch.Generator().manual_seed(5)
+    labels = _labels('uniform', 200, generator)
+    embeddings = torch.randn(200, 8, generator=generator)
+    metric = MetricLearningMetric(with_nmi=True)
+    metric.process(None, [dict(embedding=e, gt_label=torch.tensor([y]))
+                          for e, y in zip(embeddings, labels, strict=True)])
+    results = metric.evaluate(200)
+    normalized = torch.nn.functional.normalize(embeddings, dim=1)
+    theirs = AccuracyCalculator(include=PML_KEYS, k='max_bin_count').get_accuracy(normalized, labels)
+    for key in PML_KEYS:
+        assert results[f'dml/{key}'] == pytest.approx(theirs[key], abs=1e-12)
+    assert 0 <= results['dml/nmi'] <= 1
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match=r'\(N, D\)'):
+        retrieval_metrics(torch.randn(5), torch.zeros(5))
+    with pytest.raises(ValueError, match='labels'):
+        retrieval_metrics(torch.randn(5, 2), torch.zeros(4))
+    with pytest.raises(ValueError, match='no query'):
+        retrieval_metrics(torch.randn(3, 2), torch.tensor([0, 1, 2]))
+    metric = MetricLearningMetric()
+    with pytest.raises(KeyError, match='MetricLearningHead'):
+        metric.process(None, [dict(gt_label=torch.tensor([0]))])

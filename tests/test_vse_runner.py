@@ -1,0 +1,118 @@
+"""End to end on the mmengine Runner: train, validate, checkpoint, resume, test (tiny demo)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TOOLS = Path(__file__).resolve().parents[1] / 'tools'
+CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
+sys.path.insert(0, str(TOOLS))
+
+import test as test_tool  # noqa: E402
+import train as train_tool  # noqa: E402
+from build_vocab import build_vocab_file  # noqa: E402
+from make_demo_data import make_demo_data  # noqa: E402
+
+SIZES = {'train': 40, 'dev': 10, 'test': 10, 'testall': 20}
+
+
+@pytest.fixture(scope='module')
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp('vse') / 'precomp'
+    make_demo_data(root, seed=1, feat_dim=128, sizes=SIZES)
+    vocab = root.parent / 'vocab.json'
+    build_vocab_file([str(root / 'train_caps.txt')], str(vocab), threshold=1)
+    return root, vocab
+
+
+def options(root, vocab, max_epochs):
+    tokenizer = f'dict(type="VocabTokenizer",vocab_file="{vocab}")'
+    opts = [f'model.txt_enc.vocab_file={vocab}', f'train_cfg.max_epochs={max_epochs}',
+            'train_cfg.val_interval=1', 'warmup_epochs=1', 'default_hooks.logger.interval=1',
+            'default_hooks.checkpoint.interval=1', 'train_dataloader.batch_size=32',
+            'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+            'test_evaluator.fold_size=10', 'custom_hooks.0.warmup_epochs=1']
+    for split in ('train', 'val', 'test'):
+        opts.append(f'{split}_dataloader.dataset.tokenizer={tokenizer}')
+    return ['--data-root', str(root), '--cfg-options', *opts]
+
+
+def test_train_val_checkpoint_resume_test(tiny_data, tmp_path):
+    root, vocab = tiny_data
+    work = tmp_path / 'work'
+    config = str(CONFIGS / 'vse_gpo_demo.py')
+    train_tool.main([config, '--work-dir', str(work), *options(root, vocab, 2)])
+    assert (work / 'epoch_2.pth').is_file()
+    assert list(work.glob('best_retrieval_rsum_epoch_*.pth'))
+    assert (work / 'pooling_weights' / 'epoch_2_img_enc_gpool.png').is_file()
+    assert (work / 'pooling_weights' / 'epoch_2_txt_enc_gpool.png').is_file()
+    ckpt2 = torch.load(work / 'epoch_2.pth', weights_only=True)
+    assert ckpt2['meta']['epoch'] == 2 and 'optimizer' in ckpt2
+
+    # Resume from the last checkpoint and train one more epoch.
+    train_tool.main([config, '--work-dir', str(work), '--resume', *options(root, vocab, 3)])
+    ckpt3 = torch.load(work / 'epoch_3.pth', weights_only=True)
+    assert ckpt3['meta']['epoch'] == 3 and ckpt3['meta']['iter'] == 3 * ckpt2['meta']['iter'] // 2
+    changed = [k for k in ckpt2['state_dict']
+               if not torch.equal(ckpt2['state_dict'][k], ckpt3['state_dict'][k])]
+    assert 'img_enc.gpool.linear.weight' in changed
+
+    out = tmp_path / 'results.json'
+    metrics = test_tool.main([config, str(work / 'epoch_3.pth'), '--work-dir', str(work),
+                              '--out', str(out), *options(root, vocab, 3)])
+    saved = json.loads(out.read_text())
+    assert saved == pytest.approx(metrics)
+    for key in ('retrieval/i2t_R@1', 'retrieval/t2i_R@10', 'retrieval/rsum',
+                'retrieval/fold10_rsum', 'retrieval/fold10_i2t_medr'):
+        assert key in saved
+    assert 0 <= saved['retrieval/rsum'] <= 600
+
+
+def test_test_tool_reports_missing_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        test_tool.main([str(CONFIGS / 'vse_gpo_demo.py'), str(tmp_path / 'nope.pth')])
+
+
+@pytest.mark.parametrize('name', ['vse_gpo_coco.py', 'vse_gpo_f30k.py', 'vse_gpo_coco_bigru.py',
+                                  'vse_gpo_f30k_bigru.py', 'vse_maxpool_coco.py',
+                                  'vse_maxpool_f30k.py', 'vse_avgpool_demo.py',
+                                  'vse_gpo_demo_minilm.py'])
+def test_configs_parse_with_the_recipe(name):
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(CONFIGS / name))
+    assert cfg.default_scope == 'gpo_plugin'
+    assert cfg.model.type == 'VSERetriever'
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW'
+    assert cfg.optim_wrapper.clip_grad == dict(max_norm=2.0)
+    assert cfg.train_dataloader.collate_fn == dict(type='vse_collate')
+    if 'demo' not in name:
+        assert cfg.optim_wrapper.optimizer.lr == 5e-4
+        assert cfg.optim_wrapper.optimizer.weight_decay == 1e-4
+        assert cfg.param_scheduler[0].milestones == [15] and cfg.train_cfg.max_epochs == 25
+        assert cfg.train_dataloader.batch_size == 128
+        assert cfg.custom_hooks[0] == dict(type='HardestNegativeHook', warmup_epochs=1)
+    if 'maxpool' in name:
+        assert cfg.model.img_enc.pooling == dict(type='MaxPooling')
+    if 'coco' in name:
+        assert cfg.test_dataloader.dataset.split == 'testall'
+        assert cfg.test_evaluator.fold_size == 1000
+
+
+def test_missing_real_data_fails_with_the_file_name(tmp_path):
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    cfg = Config.fromfile(str(CONFIGS / 'vse_gpo_coco_bigru.py'))
+    vocab = tmp_path / 'vocab.json'
+    vocab.write_text(json.dumps({'words': ['<pad>', '<start>', '<end>', '<unk>', '<mask>']}))
+    cfg.work_dir = str(tmp_path)
+    cfg.model.txt_enc.vocab_file = str(vocab)
+    cfg.train_dataloader.dataset.tokenizer.vocab_file = str(vocab)
+    cfg.train_dataloader.dataset.data_root = str(tmp_path / 'coco')
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(FileNotFoundError, match=r'coco/train_ims.npy'):
+        runner.build_dataloader(cfg.train_dataloader)
