@@ -21,15 +21,18 @@ def per_sample(fn, features, lengths):
 
 
 def top_k_mean(k):
-    return lambda x: x.sort(dim=0, descending=True).values[:min(k, len(x))].mean(dim=0)
+    return lambda x: x.sort(dim=0, descending=True).values[: min(k, len(x))].mean(dim=0)
 
 
-@pytest.mark.parametrize('pooler, expected', [
-    (AvgPooling(), lambda x: x.mean(dim=0)),
-    (MaxPooling(), lambda x: x.max(dim=0).values),
-    (KMaxPooling(k=3), top_k_mean(3)),
-    (KMaxPooling(k=20), top_k_mean(20)),  # K clipped to N: plain mean
-])
+@pytest.mark.parametrize(
+    'pooler, expected',
+    [
+        (AvgPooling(), lambda x: x.mean(dim=0)),
+        (MaxPooling(), lambda x: x.max(dim=0).values),
+        (KMaxPooling(k=3), top_k_mean(3)),
+        (KMaxPooling(k=20), top_k_mean(20)),  # K clipped to N: plain mean
+    ],
+)
 def test_masked_pooling_equals_per_sample(pooler, expected):
     features, lengths = batch_with_garbage_padding()
     pooled, weights = pooler.pool(features, lengths)
@@ -49,8 +52,9 @@ def test_gem_masked_matches_formula_and_mmpretrain_on_maps():
     gem = GeMPooling(p=3.0)
     pooled, weights = gem.pool(features, lengths)
     assert weights is None
-    expected = per_sample(lambda x: x.clamp(min=1e-6).pow(3).mean(dim=0).pow(1 / 3),
-                          features, lengths)
+    expected = per_sample(
+        lambda x: x.clamp(min=1e-6).pow(3).mean(dim=0).pow(1 / 3), features, lengths
+    )
     torch.testing.assert_close(pooled, expected)
 
     maps = torch.rand(2, 4, 3, 3)
@@ -93,8 +97,10 @@ def test_kmax_gradient_equals_per_sample_autograd():
     features, lengths = batch_with_garbage_padding()
     features.requires_grad_(True)
     upstream = torch.randn(6, 5)
-    ours = torch.autograd.grad((KMaxPooling(k=3).pool(features, lengths)[0] * upstream).sum(),
-                               features)[0]
-    reference = torch.autograd.grad((per_sample(top_k_mean(3), features, lengths) * upstream).sum(),
-                                    features)[0]
+    ours = torch.autograd.grad(
+        (KMaxPooling(k=3).pool(features, lengths)[0] * upstream).sum(), features
+    )[0]
+    reference = torch.autograd.grad(
+        (per_sample(top_k_mean(3), features, lengths) * upstream).sum(), features
+    )[0]
     torch.testing.assert_close(ours, reference)

@@ -11,9 +11,15 @@ from gpo_plugin.models.utils import sinusoid_encoding
 from gpo_plugin.testing.reference_gpo import per_sample_gpo
 
 PUBLISHED_KEYS = [
-    'gru.weight_ih_l0', 'gru.weight_hh_l0', 'gru.bias_ih_l0', 'gru.bias_hh_l0',
-    'gru.weight_ih_l0_reverse', 'gru.weight_hh_l0_reverse', 'gru.bias_ih_l0_reverse',
-    'gru.bias_hh_l0_reverse', 'linear.weight',
+    'gru.weight_ih_l0',
+    'gru.weight_hh_l0',
+    'gru.bias_ih_l0',
+    'gru.bias_hh_l0',
+    'gru.weight_ih_l0_reverse',
+    'gru.weight_hh_l0_reverse',
+    'gru.bias_ih_l0_reverse',
+    'gru.bias_hh_l0_reverse',
+    'linear.weight',
 ]
 
 
@@ -29,7 +35,7 @@ def gpo_scoring_tanh_sin() -> GPO:
             p.zero_()
         hidden = gpo.d_hidden
         for suffix in ('', '_reverse'):
-            getattr(gpo.gru, f'bias_ih_l0{suffix}')[hidden:2 * hidden] = -60.0  # z gate
+            getattr(gpo.gru, f'bias_ih_l0{suffix}')[hidden : 2 * hidden] = -60.0  # z gate
             getattr(gpo.gru, f'weight_ih_l0{suffix}')[2 * hidden, 0] = 1.0  # n gate <- sin(k)
         gpo.linear.weight[0, 0] = 1.0
     return gpo
@@ -74,7 +80,7 @@ def test_parameters_and_published_state_dict_keys():
     # A VSE∞ encoder checkpoint stores the pooler under 'gpool.'.
     source = GPO()
     checkpoint = {f'gpool.{k}': v.clone() for k, v in source.state_dict().items()}
-    gpo.load_state_dict({k[len('gpool.'):]: v for k, v in checkpoint.items()})
+    gpo.load_state_dict({k[len('gpool.') :]: v for k, v in checkpoint.items()})
     features, lengths = torch.randn(3, 6, 4), torch.tensor([6, 2, 4])
     torch.testing.assert_close(gpo.pool(features, lengths)[0], source.pool(features, lengths)[0])
 
@@ -129,7 +135,7 @@ def test_independent_of_batch_composition_and_padding_content():
         garbage[b, n:] = float('nan') if b % 2 else 1e30
     torch.testing.assert_close(gpo.pool(garbage, lengths)[0], batched)
     for b in range(len(lengths)):
-        alone = gpo.pool(features[b:b + 1, :lengths[b]], lengths[b:b + 1])[0]
+        alone = gpo.pool(features[b : b + 1, : lengths[b]], lengths[b : b + 1])[0]
         torch.testing.assert_close(alone[0], batched[b], atol=1e-6, rtol=0)
 
 
@@ -158,8 +164,7 @@ def test_gradcheck_float64():
     lengths = torch.tensor([4, 1, 3])
 
     def pooled(x, *params):
-        return torch.func.functional_call(gpo, dict(zip(names, params, strict=True)),
-                                          (x, lengths))
+        return torch.func.functional_call(gpo, dict(zip(names, params, strict=True)), (x, lengths))
 
     names = [n for n, _ in gpo.named_parameters()]
     params = [p.detach().clone().requires_grad_(True) for p in gpo.parameters()]
@@ -181,7 +186,9 @@ def test_eval_cache_matches_and_is_invalidated():
     torch.testing.assert_close(first, train_out)
     torch.testing.assert_close(second, first)
     assert not torch.allclose(changed, first)
-    torch.testing.assert_close(changed, per_sample_gpo(gpo, features, lengths)[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        changed, per_sample_gpo(gpo, features, lengths)[0], atol=1e-5, rtol=0
+    )
     gpo.train()
     assert not gpo._weights_cache
 
@@ -209,17 +216,20 @@ def test_neck_conventions():
     torch.testing.assert_close(gpo(features, lengths), gpo.pool(features, lengths)[0])
 
 
-@pytest.mark.parametrize('features, lengths, error, words', [
-    (torch.randn(2, 3, 4), torch.tensor([0, 2]), ValueError, 'lengths[0] = 0'),
-    (torch.randn(2, 3, 4), torch.tensor([2, 5]), ValueError, 'lengths[1] = 5 exceeds'),
-    (torch.randn(2, 3, 4), torch.tensor([-1, 2]), ValueError, 'at least one'),
-    (torch.randn(2, 3, 4), torch.tensor([1.0, 2.0]), TypeError, 'integers'),
-    (torch.randn(2, 3, 4), [1.5, 2], TypeError, '1.5'),
-    (torch.randn(2, 3, 4), torch.tensor([1, 2, 3]), ValueError, 'shape (B,) = (2,)'),
-    (torch.randn(2, 3), None, ValueError, '(B, L, D)'),
-    (torch.randn(2, 3, 4, 5), None, ValueError, '(B, L, D)'),
-    ([[1.0]], None, TypeError, 'torch.Tensor'),
-])
+@pytest.mark.parametrize(
+    'features, lengths, error, words',
+    [
+        (torch.randn(2, 3, 4), torch.tensor([0, 2]), ValueError, 'lengths[0] = 0'),
+        (torch.randn(2, 3, 4), torch.tensor([2, 5]), ValueError, 'lengths[1] = 5 exceeds'),
+        (torch.randn(2, 3, 4), torch.tensor([-1, 2]), ValueError, 'at least one'),
+        (torch.randn(2, 3, 4), torch.tensor([1.0, 2.0]), TypeError, 'integers'),
+        (torch.randn(2, 3, 4), [1.5, 2], TypeError, '1.5'),
+        (torch.randn(2, 3, 4), torch.tensor([1, 2, 3]), ValueError, 'shape (B,) = (2,)'),
+        (torch.randn(2, 3), None, ValueError, '(B, L, D)'),
+        (torch.randn(2, 3, 4, 5), None, ValueError, '(B, L, D)'),
+        ([[1.0]], None, TypeError, 'torch.Tensor'),
+    ],
+)
 def test_bad_input_errors(features, lengths, error, words):
     with pytest.raises(error) as info:
         GPO().pool(features, lengths)
@@ -229,8 +239,9 @@ def test_bad_input_errors(features, lengths, error, words):
 def test_list_lengths_are_accepted():
     features = torch.randn(2, 3, 4)
     gpo = GPO()
-    torch.testing.assert_close(gpo.pool(features, [1, 3])[0],
-                               gpo.pool(features, torch.tensor([1, 3]))[0])
+    torch.testing.assert_close(
+        gpo.pool(features, [1, 3])[0], gpo.pool(features, torch.tensor([1, 3]))[0]
+    )
 
 
 def test_forward_rejects_non_map_inputs():

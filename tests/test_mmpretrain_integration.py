@@ -31,7 +31,7 @@ def write_image_folder(root, classes=2, per_class=6, size=96):
             cv2.imwrite(str(folder / f'{i}.png'), image)
 
 
-CONFIG = '''
+CONFIG = """
 _base_ = ['mmpretrain::_base_/models/resnet18.py', 'mmpretrain::_base_/default_runtime.py']
 custom_imports = dict(imports=['gpo_plugin'], allow_failed_imports=False)
 model = dict(neck=dict(_delete_=True, type='GPO'), head=dict(num_classes=2, topk=(1,)))
@@ -44,7 +44,7 @@ train_cfg = dict(by_epoch=True, max_epochs={max_epochs})
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9))
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
 randomness = dict(seed=0)
-'''
+"""
 
 
 def make_runner(tmp_path, max_epochs, resume=False):
@@ -105,10 +105,12 @@ def test_getattr_in_checkpoint_only_reaches_history_buffer_methods(tmp_path):
 
 
 def test_gpo_in_image_to_image_retriever_under_mmpretrain_scope():
-    cfg = dict(type='ImageToImageRetriever',
-               image_encoder=[dict(type='ResNet', depth=18, out_indices=(3,)), dict(type='GPO')],
-               head=dict(type='LinearClsHead', num_classes=3, in_channels=512),
-               prototype=torch.randn(5, 512))
+    cfg = dict(
+        type='ImageToImageRetriever',
+        image_encoder=[dict(type='ResNet', depth=18, out_indices=(3,)), dict(type='GPO')],
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=512),
+        prototype=torch.randn(5, 512),
+    )
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MMPRETRAIN_MODELS.build(cfg)
     feats = model.extract_feat(torch.randn(2, 3, 32, 32))
@@ -119,9 +121,13 @@ def test_registry_scopes_and_misspelt_names():
     assert MMPRETRAIN_MODELS.get('GPO') is GPO  # exported into mmpretrain's scope
     assert MMPRETRAIN_MODELS.get('gpo_plugin.MaxPooling') is MaxPooling
     with DefaultScope.overwrite_default_scope('gpo_plugin'):
-        classifier = MODELS.build(dict(type='ImageClassifier',  # mmpretrain model, our scope
-                                       backbone=dict(type='ResNet', depth=18),
-                                       neck=dict(type='KMaxPooling', k=4)))
+        classifier = MODELS.build(
+            dict(
+                type='ImageClassifier',  # mmpretrain model, our scope
+                backbone=dict(type='ResNet', depth=18),
+                neck=dict(type='KMaxPooling', k=4),
+            )
+        )
         assert type(classifier.neck).__name__ == 'KMaxPooling'
         with pytest.raises(KeyError, match='GPOO is not in the gpo_plugin::model registry'):
             MODELS.build(dict(type='GPOO'))
@@ -129,12 +135,14 @@ def test_registry_scopes_and_misspelt_names():
 
 def test_config_file_builds_under_plugin_scope(tmp_path):
     config = tmp_path / 'plugin_scope.py'
-    config.write_text(textwrap.dedent('''
+    config.write_text(
+        textwrap.dedent("""
         default_scope = 'gpo_plugin'
         custom_imports = dict(imports=['gpo_plugin'], allow_failed_imports=False)
         model = dict(type='ImageClassifier', backbone=dict(type='ResNet', depth=18),
                      neck=dict(type='GPO', d_pe=16, d_hidden=8))
-    '''))
+    """)
+    )
     cfg = Config.fromfile(str(config))
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         model = MODELS.build(cfg.model)

@@ -21,12 +21,16 @@ from gpo_plugin.testing.reference_gpo import per_sample_gpo
 
 # (name, B, L, D, smallest set size): region sets shrink under 20 % region dropout,
 # captions vary in length, grids lose vectors under size augmentation.
-SHAPES = [('region-like', 128, 36, 1024, 20), ('text-like', 128, 32, 1024, 8),
-          ('grid-like', 32, 256, 2048, 160)]
+SHAPES = [
+    ('region-like', 128, 36, 1024, 20),
+    ('text-like', 128, 32, 1024, 8),
+    ('grid-like', 32, 256, 2048, 160),
+]
 
 
-def fwd_bwd_once(pool: Callable, features: torch.Tensor, lengths: torch.Tensor,
-                 upstream: torch.Tensor) -> tuple[float, torch.Tensor]:
+def fwd_bwd_once(
+    pool: Callable, features: torch.Tensor, lengths: torch.Tensor, upstream: torch.Tensor
+) -> tuple[float, torch.Tensor]:
     """Seconds of one forward + backward, and the pooled output."""
     x = features.detach().requires_grad_(True)
     if x.is_cuda:
@@ -39,8 +43,9 @@ def fwd_bwd_once(pool: Callable, features: torch.Tensor, lengths: torch.Tensor,
     return time.perf_counter() - start, pooled.detach()
 
 
-def time_methods(methods: dict[str, Callable], features: torch.Tensor, lengths: torch.Tensor,
-                 repeats: int) -> dict[str, tuple[float, torch.Tensor]]:
+def time_methods(
+    methods: dict[str, Callable], features: torch.Tensor, lengths: torch.Tensor, repeats: int
+) -> dict[str, tuple[float, torch.Tensor]]:
     """Median time per method; methods alternate within each round so that load from
     other processes hits all of them alike. Round 0 warms up and is not counted."""
     upstream = torch.randn(features.shape[0], features.shape[2], device=features.device)
@@ -74,8 +79,10 @@ def main() -> None:
         'max': lambda x, n: MaxPooling().pool(x, n)[0],
         'K-max (K=20)': lambda x, n: KMaxPooling(k=20).pool(x, n)[0],
     }
-    print(f'device: {machine(args.device)}; torch {torch.__version__}; '
-          f'median of {args.repeats} forward+backward runs')
+    print(
+        f'device: {machine(args.device)}; torch {torch.__version__}; '
+        f'median of {args.repeats} forward+backward runs'
+    )
     print('| shape (B, L, D) | method | time (ms) | time / GPO | max abs diff to GPO |')
     print('|---|---|---|---|---|')
     for name, batch, set_len, dim, smallest in SHAPES:
@@ -87,8 +94,11 @@ def main() -> None:
         for method, (seconds, out) in results.items():
             diff = (out - gpo_out).abs().max().item() if method.startswith('GPO') else float('nan')
             diff_text = f'{diff:.1e}' if diff == diff else '-'
-            print(f'| {name} ({batch}, {set_len}, {dim}) | {method} | {seconds * 1e3:.1f} | '
-                  f'{seconds / gpo_time:.2f}x | {diff_text} |', flush=True)
+            print(
+                f'| {name} ({batch}, {set_len}, {dim}) | {method} | {seconds * 1e3:.1f} | '
+                f'{seconds / gpo_time:.2f}x | {diff_text} |',
+                flush=True,
+            )
 
 
 if __name__ == '__main__':

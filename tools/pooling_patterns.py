@@ -30,13 +30,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--out-dir', default='outputs/pooling_patterns', type=Path)
     parser.add_argument('--steps', type=int, default=1500, help='Adam steps per pattern')
     parser.add_argument('--patterns', nargs='+', default=list(PATTERNS), choices=list(PATTERNS))
-    parser.add_argument('--check', action='store_true',
-                        help=f'exit 1 unless every seen-size RMSE <= {TARGET_RMSE}')
+    parser.add_argument(
+        '--check', action='store_true', help=f'exit 1 unless every seen-size RMSE <= {TARGET_RMSE}'
+    )
     return parser.parse_args()
 
 
 def plot(results, path: Path, sizes=(3, 8, 20, 36)) -> None:
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
@@ -46,7 +48,7 @@ def plot(results, path: Path, sizes=(3, 8, 20, 36)) -> None:
             learned = result.gpo.pool_weights(torch.tensor(sizes))
         target = target_weight_table(result.pattern, sizes)
         for row, n in enumerate(sizes):
-            line, = ax.plot(range(n), learned[row, :n], label=f'N={n}')
+            (line,) = ax.plot(range(n), learned[row, :n], label=f'N={n}')
             ax.plot(range(n), target[row, :n], '--', color=line.get_color(), alpha=0.6)
         ax.set(title=result.pattern, xlabel='k (sorted position)', ylabel='θ')
     axes[0][0].legend(fontsize=7)
@@ -61,17 +63,24 @@ def main() -> int:
     torch.set_num_threads(1)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    print(f'Training GPO on set sizes {SEEN[0]}..{SEEN[-1]} without {UNSEEN}, '
-          f'{args.steps} steps per pattern')
-    print(f'| pattern | RMSE seen | RMSE unseen {UNSEEN} | RMSE beyond (37-48) | seen <= '
-          f'{TARGET_RMSE} | time |')
+    print(
+        f'Training GPO on set sizes {SEEN[0]}..{SEEN[-1]} without {UNSEEN}, '
+        f'{args.steps} steps per pattern'
+    )
+    print(
+        f'| pattern | RMSE seen | RMSE unseen {UNSEEN} | RMSE beyond (37-48) | seen <= '
+        f'{TARGET_RMSE} | time |'
+    )
     print('|---|---|---|---|---|---|')
     for pattern in args.patterns:
         start = time.perf_counter()
         result = fit_pattern(pattern, SEEN, UNSEEN, BEYOND, steps=args.steps)
         ok = 'yes' if result.rmse_seen <= TARGET_RMSE else 'NO'
-        print(f'| {pattern} | {result.rmse_seen:.4f} | {result.rmse_unseen:.4f} | '
-              f'{result.rmse_beyond:.4f} | {ok} | {time.perf_counter() - start:.1f}s |', flush=True)
+        print(
+            f'| {pattern} | {result.rmse_seen:.4f} | {result.rmse_unseen:.4f} | '
+            f'{result.rmse_beyond:.4f} | {ok} | {time.perf_counter() - start:.1f}s |',
+            flush=True,
+        )
         results.append(result)
     figure = args.out_dir / 'gpo_pooling_patterns.png'
     plot(results, figure)

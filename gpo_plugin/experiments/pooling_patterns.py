@@ -30,6 +30,7 @@ def _top_k(top: Callable[[int], int]) -> Callable[[Tensor, int], Tensor]:
     def weights(k: Tensor, n: int) -> Tensor:
         kept = top(n)
         return (k < kept).float() / kept
+
     return weights
 
 
@@ -83,9 +84,18 @@ class PatternResult:
     rmse_beyond: float
 
 
-def fit_pattern(pattern: str, seen: Sequence[int], unseen: Sequence[int], beyond: Sequence[int],
-                *, steps: int = 1500, batch: int = 128, dim: int = 32, lr: float = 1e-2,
-                seed: int = 0) -> PatternResult:
+def fit_pattern(
+    pattern: str,
+    seen: Sequence[int],
+    unseen: Sequence[int],
+    beyond: Sequence[int],
+    *,
+    steps: int = 1500,
+    batch: int = 128,
+    dim: int = 32,
+    lr: float = 1e-2,
+    seed: int = 0,
+) -> PatternResult:
     """Train a fresh GPO on pooled targets of ``pattern`` over sets of ``seen`` sizes."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -98,8 +108,10 @@ def fit_pattern(pattern: str, seen: Sequence[int], unseen: Sequence[int], beyond
     for _ in range(steps):
         lengths = seen_sizes[torch.randint(len(seen), (batch,), generator=generator)]
         features = random_sets(batch, max_size, dim, generator)
-        target = weighted_sum_sorted(sort_channels_descending(features, lengths),
-                                     target_table[lengths - 1, :int(lengths.max())])
+        target = weighted_sum_sorted(
+            sort_channels_descending(features, lengths),
+            target_table[lengths - 1, : int(lengths.max())],
+        )
         loss = torch.nn.functional.mse_loss(gpo.pool(features, lengths)[0], target)
         optimizer.zero_grad()
         loss.backward()

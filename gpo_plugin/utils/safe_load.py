@@ -31,18 +31,29 @@ def history_buffer_method(owner: type, name: str):
         return getattr(owner, name)
     raise torch.serialization.pickle.UnpicklingError(
         f'checkpoint asks for getattr({owner!r}, {name!r}); only the statistics methods of '
-        "mmengine's HistoryBuffer are allowed in a safely loaded checkpoint.")
+        "mmengine's HistoryBuffer are allowed in a safely loaded checkpoint."
+    )
 
 
 def _numpy_dtype_classes() -> list[type]:
-    return [cls for cls in vars(np_dtypes).values()
-            if isinstance(cls, type) and issubclass(cls, np.dtype)]
+    return [
+        cls
+        for cls in vars(np_dtypes).values()
+        if isinstance(cls, type) and issubclass(cls, np.dtype)
+    ]
 
 
 def mmengine_checkpoint_globals() -> list:
     """Every global an mmengine checkpoint needs beyond torch's defaults."""
-    return [HistoryBuffer, np.ndarray, np.dtype, _reconstruct, scalar,
-            (history_buffer_method, 'builtins.getattr'), *_numpy_dtype_classes()]
+    return [
+        HistoryBuffer,
+        np.ndarray,
+        np.dtype,
+        _reconstruct,
+        scalar,
+        (history_buffer_method, 'builtins.getattr'),
+        *_numpy_dtype_classes(),
+    ]
 
 
 def allow_mmengine_checkpoint_globals() -> None:

@@ -39,9 +39,12 @@ class BaseSetPooling(BaseModule, metaclass=ABCMeta):
     def pool_map(self, feature_map: Tensor) -> Tensor:
         """Pool a (B, C, H, W) map over its H*W grid vectors into (B, C)."""
         if not isinstance(feature_map, Tensor) or feature_map.dim() != 4:
-            shape = tuple(feature_map.shape) if isinstance(feature_map, Tensor) else type(feature_map)
-            raise ValueError(f'{type(self).__name__}: backbone outputs must be (B, C, H, W) maps, '
-                             f'got {shape}.')
+            shape = (
+                tuple(feature_map.shape) if isinstance(feature_map, Tensor) else type(feature_map)
+            )
+            raise ValueError(
+                f'{type(self).__name__}: backbone outputs must be (B, C, H, W) maps, got {shape}.'
+            )
         return self.pool(feature_map.flatten(2).transpose(1, 2))[0]
 
     def forward(self, inputs: Tensor | tuple[Tensor, ...], lengths: LengthsLike = None):
@@ -52,5 +55,7 @@ class BaseSetPooling(BaseModule, metaclass=ABCMeta):
         if isinstance(inputs, Tensor) and inputs.dim() == 3:
             return self.pool(inputs, lengths)[0]
         shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
-        raise ValueError(f'{type(self).__name__}: expected a tuple of (B, C, H, W) maps, one '
-                         f'(B, C, H, W) map, or a (B, L, D) set with lengths; got {shape}.')
+        raise ValueError(
+            f'{type(self).__name__}: expected a tuple of (B, C, H, W) maps, one '
+            f'(B, C, H, W) map, or a (B, L, D) set with lengths; got {shape}.'
+        )

@@ -28,8 +28,14 @@ class GeMPooling(BaseSetPooling):
         ``pool``: features (B, L, D), lengths (B,) -> pooled (B, D), weights ``None``.
     """
 
-    def __init__(self, p: float = 3.0, eps: float = 1e-6, clamp: bool = True,
-                 p_trainable: bool = True, init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        p: float = 3.0,
+        eps: float = 1e-6,
+        clamp: bool = True,
+        p_trainable: bool = True,
+        init_cfg: dict | None = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.gem = GeneralizedMeanPooling(p=p, eps=eps, clamp=clamp, p_trainable=p_trainable)
 

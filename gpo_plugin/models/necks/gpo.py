@@ -10,8 +10,14 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from gpo_plugin.registry import MODELS
 
-from ..utils.set_ops import (LengthsLike, check_set_input, length_mask, sinusoid_encoding,
-                             sort_channels_descending, weighted_sum_sorted)
+from ..utils.set_ops import (
+    LengthsLike,
+    check_set_input,
+    length_mask,
+    sinusoid_encoding,
+    sort_channels_descending,
+    weighted_sum_sorted,
+)
 from .base_set_pooling import BaseSetPooling
 
 
@@ -39,8 +45,13 @@ class GPO(BaseSetPooling):
         ``forward``: tuple of (B, C, H, W) -> tuple of (B, C).
     """
 
-    def __init__(self, d_pe: int = 32, d_hidden: int = 32, temperature: float = 0.1,
-                 init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        d_pe: int = 32,
+        d_hidden: int = 32,
+        temperature: float = 0.1,
+        init_cfg: dict | None = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         if d_pe % 2:
             raise ValueError(f'GPO: `d_pe` must be even (sin/cos pairs), got {d_pe}.')
@@ -75,10 +86,10 @@ class GPO(BaseSetPooling):
         dtype = self.linear.weight.dtype
         encoding = sinusoid_encoding(max_size, self.d_pe, device=sizes.device, dtype=dtype)
         encoding = encoding.expand(sizes.numel(), -1, -1)
-        packed = pack_padded_sequence(encoding, sizes.cpu(), batch_first=True,
-                                      enforce_sorted=False)
-        hidden, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True,
-                                        total_length=max_size)
+        packed = pack_padded_sequence(encoding, sizes.cpu(), batch_first=True, enforce_sorted=False)
+        hidden, _ = pad_packed_sequence(
+            self.gru(packed)[0], batch_first=True, total_length=max_size
+        )
         forward_dir, backward_dir = hidden.split(self.d_hidden, dim=-1)
         scores = self.linear((forward_dir + backward_dir) / 2).squeeze(-1)
         scores = scores.masked_fill(~length_mask(sizes, max_size), -math.inf)

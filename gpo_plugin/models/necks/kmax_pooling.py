@@ -7,8 +7,13 @@ from torch import Tensor
 
 from gpo_plugin.registry import MODELS
 
-from ..utils.set_ops import (LengthsLike, check_set_input, length_mask,
-                             sort_channels_descending, weighted_sum_sorted)
+from ..utils.set_ops import (
+    LengthsLike,
+    check_set_input,
+    length_mask,
+    sort_channels_descending,
+    weighted_sum_sorted,
+)
 from .base_set_pooling import BaseSetPooling
 
 

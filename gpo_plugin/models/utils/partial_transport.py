@@ -156,8 +156,10 @@ def partial_transport(cost: Tensor, mu: float, gamma: float) -> tuple[Tensor, Te
         shape = tuple(cost.shape) if isinstance(cost, Tensor) else type(cost).__name__
         raise ValueError(f'partial_transport: `cost` must be (B, m, n), got {shape}.')
     if not 0.0 < mu <= 1.0:
-        raise ValueError(f'partial_transport: the transported fraction mu (GSP `transport_ratio`) '
-                         f'must lie in (0, 1], got {mu}.')
+        raise ValueError(
+            f'partial_transport: the transported fraction mu (GSP `transport_ratio`) '
+            f'must lie in (0, 1], got {mu}.'
+        )
     if not gamma > 0:
         raise ValueError(f'partial_transport: `gamma` must be > 0, got {gamma}.')
     return PartialTransportFunction.apply(cost, float(mu), float(gamma))

@@ -25,39 +25,53 @@ def check_set_input(features: Tensor, lengths: LengthsLike, caller: str) -> Tens
         (B,) ``torch.long`` lengths on ``features.device``.
     """
     if not isinstance(features, Tensor):
-        raise TypeError(f'{caller}: `features` must be a torch.Tensor of shape (B, L, D), '
-                        f'got {type(features).__name__}.')
+        raise TypeError(
+            f'{caller}: `features` must be a torch.Tensor of shape (B, L, D), '
+            f'got {type(features).__name__}.'
+        )
     if features.dim() != 3:
-        raise ValueError(f'{caller}: `features` must have shape (B, L, D) (3 dims), '
-                         f'got shape {tuple(features.shape)}.')
+        raise ValueError(
+            f'{caller}: `features` must have shape (B, L, D) (3 dims), '
+            f'got shape {tuple(features.shape)}.'
+        )
     if not features.is_floating_point():
-        raise TypeError(f'{caller}: `features` must be a floating-point tensor, got {features.dtype}.')
+        raise TypeError(
+            f'{caller}: `features` must be a floating-point tensor, got {features.dtype}.'
+        )
     batch, set_len, _ = features.shape
     if lengths is None:
         return torch.full((batch,), set_len, dtype=torch.long, device=features.device)
     lengths = _as_long_tensor(lengths, caller).to(features.device)
     if lengths.dim() != 1 or lengths.numel() != batch:
-        raise ValueError(f'{caller}: `lengths` must have shape (B,) = ({batch},) to match '
-                         f'features {tuple(features.shape)}, got shape {tuple(lengths.shape)}.')
+        raise ValueError(
+            f'{caller}: `lengths` must have shape (B,) = ({batch},) to match '
+            f'features {tuple(features.shape)}, got shape {tuple(lengths.shape)}.'
+        )
     if batch == 0:
         return lengths
     smallest, largest = int(lengths.min()), int(lengths.max())
     if smallest < 1:
         index = int(torch.argmin(lengths))
-        raise ValueError(f'{caller}: every set needs at least one element, got lengths[{index}] = '
-                         f'{smallest}. Drop empty samples or give them at least one feature.')
+        raise ValueError(
+            f'{caller}: every set needs at least one element, got lengths[{index}] = '
+            f'{smallest}. Drop empty samples or give them at least one feature.'
+        )
     if largest > set_len:
         index = int(torch.argmax(lengths))
-        raise ValueError(f'{caller}: lengths[{index}] = {largest} exceeds the set axis of '
-                         f'features (L = {set_len}, shape {tuple(features.shape)}).')
+        raise ValueError(
+            f'{caller}: lengths[{index}] = {largest} exceeds the set axis of '
+            f'features (L = {set_len}, shape {tuple(features.shape)}).'
+        )
     return lengths
 
 
 def _as_long_tensor(lengths: Tensor | Sequence[int], caller: str) -> Tensor:
     if isinstance(lengths, Tensor):
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
-            raise TypeError(f'{caller}: `lengths` must hold integers, got dtype {lengths.dtype}; '
-                            'pass e.g. `lengths.long()` after checking the values are whole.')
+            raise TypeError(
+                f'{caller}: `lengths` must hold integers, got dtype {lengths.dtype}; '
+                'pass e.g. `lengths.long()` after checking the values are whole.'
+            )
         return lengths.long()
     integers = []
     for value in lengths:
@@ -66,8 +80,9 @@ def _as_long_tensor(lengths: Tensor | Sequence[int], caller: str) -> Tensor:
                 raise TypeError
             integers.append(operator.index(value))
         except TypeError:
-            raise TypeError(f'{caller}: `lengths` must hold integers, got {value!r} '
-                            f'({type(value).__name__}).') from None
+            raise TypeError(
+                f'{caller}: `lengths` must hold integers, got {value!r} ({type(value).__name__}).'
+            ) from None
     return torch.tensor(integers, dtype=torch.long)
 
 
@@ -131,8 +146,9 @@ def weighted_sum_sorted(ordered: Tensor, weights: Tensor) -> Tensor:
     return torch.bmm(ordered, weights.to(ordered.dtype).unsqueeze(-1)).squeeze(-1)
 
 
-def sinusoid_encoding(num_positions: int, channels: int, *, device=None,
-                      dtype: torch.dtype = torch.float32) -> Tensor:
+def sinusoid_encoding(
+    num_positions: int, channels: int, *, device=None, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """(num_positions, channels) sinusoidal encoding of positions 0..num_positions-1.
 
     Channel 2j holds sin(k * 10000^(-2j/channels)), channel 2j+1 the cosine of the
@@ -141,8 +157,9 @@ def sinusoid_encoding(num_positions: int, channels: int, *, device=None,
     if channels % 2:
         raise ValueError(f'sinusoid_encoding: `channels` must be even, got {channels}.')
     position = torch.arange(num_positions, device=device, dtype=torch.float64).unsqueeze(1)
-    rates = torch.pow(10000.0, -torch.arange(0, channels, 2, device=device,
-                                              dtype=torch.float64) / channels)
+    rates = torch.pow(
+        10000.0, -torch.arange(0, channels, 2, device=device, dtype=torch.float64) / channels
+    )
     angle = position * rates
     encoding = torch.stack((angle.sin(), angle.cos()), dim=-1).flatten(1)
     return encoding.to(dtype)
