@@ -10,6 +10,10 @@ config whose ``default_scope`` is ``'mmpretrain'``.
 
 from __future__ import annotations
 
+import difflib
+import logging
+
+from mmengine.logging import print_log
 from mmengine.registry import Registry
 from mmpretrain.registry import DATA_SAMPLERS as MMPRETRAIN_DATA_SAMPLERS
 from mmpretrain.registry import DATASETS as MMPRETRAIN_DATASETS
@@ -22,7 +26,27 @@ SCOPE = 'gpo_plugin'
 
 
 class ExportingRegistry(Registry):
-    """A child registry that also registers each module in its parent."""
+    """A child registry that also registers each module in its parent, and names the
+    close matches when a type is not found."""
+
+    def get(self, key: str):
+        found = super().get(key)
+        if found is None and isinstance(key, str):
+            print_log(self.missing_hint(key), logger='current', level=logging.WARNING)
+        return found
+
+    def missing_hint(self, key: str) -> str:
+        """What is registered here, and the names closest to ``key``."""
+        ours = sorted(self._module_dict)
+        everything = set(ours)
+        registry = self.parent
+        while registry is not None:
+            everything.update(registry._module_dict)
+            registry = registry.parent
+        close = difflib.get_close_matches(self.split_scope_key(key)[1], everything, n=5)
+        return (f'{key!r} is not in the {self.scope}::{self.name} registry nor its parents. '
+                f'Did you mean: {", ".join(close) or "(no close match)"}? '
+                f'Registered by {self.scope}: {", ".join(ours)}.')
 
     def _register_module(self, module, module_name=None, force: bool = False) -> None:
         super()._register_module(module, module_name, force)

@@ -193,14 +193,17 @@ def test_eval_cache_matches_and_is_invalidated():
     assert not gpo._weights_cache
 
 
-def test_autocast_weights_in_fp32_and_outputs_finite():
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_autocast_weights_in_fp32_and_outputs_finite(dtype):
     gpo = GPO()
     features, lengths = random_batch()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        pooled, weights = gpo.pool(features.bfloat16(), lengths)
+    with torch.autocast('cpu', dtype=dtype):
+        pooled, weights = gpo.pool(features.to(dtype), lengths)
+        pooled.float().sum().backward()
     assert weights.dtype == torch.float32
     torch.testing.assert_close(weights, gpo.pool(features, lengths)[1])
     assert torch.isfinite(pooled).all()
+    assert all(torch.isfinite(p.grad).all() for p in gpo.parameters())
     torch.testing.assert_close(pooled.float(), gpo.pool(features, lengths)[0], atol=0.1, rtol=0.02)
 
 

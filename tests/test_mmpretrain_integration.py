@@ -117,9 +117,11 @@ def test_gpo_in_image_to_image_retriever_under_mmpretrain_scope():
     assert isinstance(model.image_encoder[1], GPO) and feats[0].shape == (2, 512)
 
 
-def test_registry_scopes_and_misspelt_names():
+def test_registry_scopes_and_misspelt_names(monkeypatch):
     assert MMPRETRAIN_MODELS.get('GPO') is GPO  # exported into mmpretrain's scope
     assert MMPRETRAIN_MODELS.get('gpo_plugin.MaxPooling') is MaxPooling
+    logged = []
+    monkeypatch.setattr('gpo_plugin.registry.print_log', lambda msg, **kw: logged.append(msg))
     with DefaultScope.overwrite_default_scope('gpo_plugin'):
         classifier = MODELS.build(
             dict(
@@ -131,6 +133,8 @@ def test_registry_scopes_and_misspelt_names():
         assert type(classifier.neck).__name__ == 'KMaxPooling'
         with pytest.raises(KeyError, match='GPOO is not in the gpo_plugin::model registry'):
             MODELS.build(dict(type='GPOO'))
+    assert len(logged) == 1 and 'Did you mean: GPO?' in logged[0]
+    assert 'Registered by gpo_plugin: AvgPooling,' in logged[0]
 
 
 def test_config_file_builds_under_plugin_scope(tmp_path):

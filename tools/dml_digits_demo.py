@@ -4,7 +4,9 @@ handwritten digits (train on digits 0-4, retrieve among the unseen digits 5-9).
 Trains both configs with mmengine's Runner, prints the retrieval table, and saves a picture of
 GSP's pooling weights over test images.
 
-    python tools/dml_digits_demo.py [--work-dir outputs/dml_digits] [--epochs 12]
+    python tools/dml_digits_demo.py [--work-dir outputs/dml_digits] [--epochs 12] [--seeds 0 1 2]
+
+With several seeds the table shows mean +- standard deviation over the seeds.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default='outputs/dml_digits')
     parser.add_argument('--epochs', type=int, default=None, help='override max_epochs')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0])
     return parser.parse_args()
 
 
@@ -50,12 +52,18 @@ def train_and_test(name: str, config: str, work_dir: str, epochs: int | None, se
     return runner.model, {k.split('/')[-1]: v for k, v in metrics.items()}, seconds
 
 
-def format_table(rows: list[tuple[str, dict, float]]) -> str:
+def format_table(rows: dict[str, list[tuple[dict, float]]]) -> str:
+    """One line per pooling: each metric in %, mean +- std over the seeds when several."""
     header = '| pooling | ' + ' | '.join(c for c, _ in COLUMNS) + ' | train time (s) |'
     lines = [header, '|' + '---|' * (len(COLUMNS) + 2)]
-    for name, metrics, seconds in rows:
-        values = ' | '.join(f'{100 * metrics[key]:.1f}' for _, key in COLUMNS)
-        lines.append(f'| {name} | {values} | {seconds:.0f} |')
+    for name, runs in rows.items():
+        cells = []
+        for _, key in COLUMNS:
+            values = torch.tensor([100 * metrics[key] for metrics, _ in runs])
+            spread = f' ± {values.std().item():.1f}' if len(runs) > 1 else ''
+            cells.append(f'{values.mean().item():.1f}{spread}')
+        seconds = sum(s for _, s in runs) / len(runs)
+        lines.append(f'| {name} | {" | ".join(cells)} | {seconds:.0f} |')
     return '\n'.join(lines)
 
 
@@ -94,17 +102,20 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
     os.makedirs(args.work_dir, exist_ok=True)
-    rows, models = [], {}
-    for name, config in CONFIGS:
-        models[name], metrics, seconds = train_and_test(name, config, args.work_dir, args.epochs,
-                                                        args.seed)
-        rows.append((name, metrics, seconds))
+    rows, models = {name: [] for name, _ in CONFIGS}, {}
+    for seed in args.seeds:
+        for name, config in CONFIGS:
+            work_dir = osp.join(args.work_dir, f'seed{seed}')
+            models[name], metrics, seconds = train_and_test(name, config, work_dir, args.epochs,
+                                                            seed)
+            rows[name].append((metrics, seconds))
     picture = osp.join(args.work_dir, 'gsp_pooling_weights.png')
     save_pooling_weights(models['GSP'], picture)
     table = format_table(rows)
     with open(osp.join(args.work_dir, 'results.md'), 'w') as handle:
         handle.write(table + '\n')
-    print('\nDigits 5-9 (unseen classes), leave-one-out retrieval, % :\n' + table)
+    seeds = ', '.join(map(str, args.seeds))
+    print(f'\nDigits 5-9 (unseen classes), leave-one-out retrieval, %, seeds {seeds}:\n{table}')
     print(f'\nGSP pooling weights: {picture}')
 
 
