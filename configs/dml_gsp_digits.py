@@ -11,10 +11,24 @@ max_epochs = 12
 model = dict(
     type='MetricLearner',
     data_preprocessor=dict(type='ClsDataPreprocessor', mean=[127.5] * 3, std=[127.5] * 3),
-    backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=16, base_channels=16,
-                  num_stages=3, strides=(1, 2, 2), dilations=(1, 1, 1), out_indices=(2,)),
-    neck=dict(type='GSP', in_channels=64, out_channels=embed_dim, num_prototypes=16,
-              transport_ratio=0.3, gamma=5.0),
+    backbone=dict(
+        type='ResNet_CIFAR',
+        depth=18,
+        stem_channels=16,
+        base_channels=16,
+        num_stages=3,
+        strides=(1, 2, 2),
+        dilations=(1, 1, 1),
+        out_indices=(2,),
+    ),
+    neck=dict(
+        type='GSP',
+        in_channels=64,
+        out_channels=embed_dim,
+        num_prototypes=16,
+        transport_ratio=0.3,
+        gamma=5.0,
+    ),
     head=dict(
         type='MetricLearningHead',
         loss=dict(type='ContrastiveLoss', pos_margin=0.0, neg_margin=0.5),
@@ -48,5 +62,4 @@ param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=Tru
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict()
 test_cfg = dict()
-default_hooks = dict(logger=dict(interval=10),
-                     checkpoint=dict(interval=max_epochs, save_best=None))
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=max_epochs, save_best=None))

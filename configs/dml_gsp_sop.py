@@ -8,7 +8,11 @@ _base_ = [
 ]
 
 # SOP: 128 prototypes (the paper's setting), a larger memory, 11,318 training classes.
-model = dict(neck=dict(num_prototypes=128),
-             head=dict(cross_batch_memory=dict(memory_size=8192),
-                       zero_shot_loss=dict(num_classes={{_base_.num_train_classes}})))
+model = dict(
+    neck=dict(num_prototypes=128),
+    head=dict(
+        cross_batch_memory=dict(memory_size=8192),
+        zero_shot_loss=dict(num_classes={{_base_.num_train_classes}}),
+    ),
+)
 train_cfg = dict(max_epochs=60)

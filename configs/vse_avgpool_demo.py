@@ -1,6 +1,8 @@
 # Pooling baseline for the demo: vse_gpo_demo.py with average pooling on both branches
-# (`tools/run_demo.py --compare` trains it next to GPO).
+# (`tools/run_demo.py` trains it after GPO for the comparison).
 _base_ = ['./vse_gpo_demo.py']
-model = dict(img_enc=dict(pooling=dict(_delete_=True, type='AvgPooling')),
-             txt_enc=dict(pooling=dict(_delete_=True, type='AvgPooling')))
+model = dict(
+    img_enc=dict(pooling=dict(_delete_=True, type='AvgPooling')),
+    txt_enc=dict(pooling=dict(_delete_=True, type='AvgPooling')),
+)
 custom_hooks = [dict(type='HardestNegativeHook', warmup_epochs={{_base_.warmup_epochs}})]

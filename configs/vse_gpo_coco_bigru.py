@@ -8,7 +8,7 @@ _base_ = [
     './_base_/vse_runtime.py',
 ]
 vocab_file = 'data/coco/vocab.json'
-tokenizer = dict(type='VocabTokenizer', vocab_file=vocab_file)
+tokenizer = dict(_delete_=True, type='VocabTokenizer', vocab_file=vocab_file)
 model = dict(txt_enc=dict(vocab_file=vocab_file))
 train_dataloader = dict(dataset=dict(tokenizer=tokenizer))
 val_dataloader = dict(dataset=dict(tokenizer=tokenizer))

@@ -11,12 +11,20 @@ tokenizer = dict(type='VocabTokenizer', vocab_file=vocab_file)
 
 model = dict(
     type='VSERetriever',
-    img_enc=dict(type='PrecompRegionEncoder', in_channels=feat_dim, embed_dim=embed_dim,
-                 pooling=dict(type='GPO')),
-    txt_enc=dict(type='BiGRUTextEncoder', vocab_file=vocab_file, word_dim=64,
-                 embed_dim=embed_dim, pooling=dict(type='GPO')),
-    head=dict(type='VSEHead', loss=dict(type='ContrastiveLoss', margin=0.2,
-                                        max_violation=False)),
+    img_enc=dict(
+        type='PrecompRegionEncoder',
+        in_channels=feat_dim,
+        embed_dim=embed_dim,
+        pooling=dict(type='GPO'),
+    ),
+    txt_enc=dict(
+        type='BiGRUTextEncoder',
+        vocab_file=vocab_file,
+        word_dim=64,
+        embed_dim=embed_dim,
+        pooling=dict(type='GPO'),
+    ),
+    head=dict(type='VSEHead', loss=dict(type='ContrastiveLoss', margin=0.2, max_violation=False)),
 )
 
 train_pipeline = [
@@ -31,18 +39,31 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='vse_collate'),
-    dataset=dict(type='PrecompCaptionDataset', data_root=data_root, split='train',
-                 tokenizer=tokenizer, feat_dim=feat_dim, captions_per_image=5,
-                 pipeline=train_pipeline),
+    dataset=dict(
+        type='PrecompCaptionDataset',
+        data_root=data_root,
+        split='train',
+        tokenizer=tokenizer,
+        feat_dim=feat_dim,
+        captions_per_image=5,
+        pipeline=train_pipeline,
+    ),
 )
 val_dataloader = dict(
     batch_size=250,
     num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='vse_collate'),
-    dataset=dict(type='PrecompCaptionDataset', data_root=data_root, split='dev',
-                 tokenizer=tokenizer, feat_dim=feat_dim, captions_per_image=5,
-                 pipeline=test_pipeline, test_mode=True),
+    dataset=dict(
+        type='PrecompCaptionDataset',
+        data_root=data_root,
+        split='dev',
+        tokenizer=tokenizer,
+        feat_dim=feat_dim,
+        captions_per_image=5,
+        pipeline=test_pipeline,
+        test_mode=True,
+    ),
 )
 val_evaluator = dict(type='VSERetrievalMetric')
 # testall: 500 images -> the full result and the 5-fold (100 images each) average.
@@ -51,9 +72,16 @@ test_dataloader = dict(
     num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='vse_collate'),
-    dataset=dict(type='PrecompCaptionDataset', data_root=data_root, split='testall',
-                 tokenizer=tokenizer, feat_dim=feat_dim, captions_per_image=5,
-                 pipeline=test_pipeline, test_mode=True),
+    dataset=dict(
+        type='PrecompCaptionDataset',
+        data_root=data_root,
+        split='testall',
+        tokenizer=tokenizer,
+        feat_dim=feat_dim,
+        captions_per_image=5,
+        pipeline=test_pipeline,
+        test_mode=True,
+    ),
 )
 test_evaluator = dict(type='VSERetrievalMetric', fold_size=100)
 

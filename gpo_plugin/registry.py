@@ -15,6 +15,7 @@ import logging
 
 from mmengine.logging import print_log
 from mmengine.registry import Registry
+from mmpretrain import registry as mmpretrain_registry
 from mmpretrain.registry import DATA_SAMPLERS as MMPRETRAIN_DATA_SAMPLERS
 from mmpretrain.registry import DATASETS as MMPRETRAIN_DATASETS
 from mmpretrain.registry import HOOKS as MMPRETRAIN_HOOKS
@@ -44,9 +45,11 @@ class ExportingRegistry(Registry):
             everything.update(registry._module_dict)
             registry = registry.parent
         close = difflib.get_close_matches(self.split_scope_key(key)[1], everything, n=5)
-        return (f'{key!r} is not in the {self.scope}::{self.name} registry nor its parents. '
-                f'Did you mean: {", ".join(close) or "(no close match)"}? '
-                f'Registered by {self.scope}: {", ".join(ours)}.')
+        return (
+            f'{key!r} is not in the {self.scope}::{self.name} registry nor its parents. '
+            f'Did you mean: {", ".join(close) or "(no close match)"}? '
+            f'Registered by {self.scope}: {", ".join(ours)}.'
+        )
 
     def _register_module(self, module, module_name=None, force: bool = False) -> None:
         super()._register_module(module, module_name, force)
@@ -71,3 +74,33 @@ DATA_SAMPLERS = _child('data sampler', MMPRETRAIN_DATA_SAMPLERS, 'gpo_plugin.dat
 TRANSFORMS = _child('transform', MMPRETRAIN_TRANSFORMS, 'gpo_plugin.datasets')
 METRICS = _child('metric', MMPRETRAIN_METRICS, 'gpo_plugin.evaluation')
 HOOKS = _child('hook', MMPRETRAIN_HOOKS, 'gpo_plugin.engine')
+
+# The rest of mmpretrain's registries get an empty 'gpo_plugin' child each, so that with
+# default_scope='gpo_plugin' mmengine finds this scope in every registry tree (instead of
+# warning and falling back) and builds optimizers, schedulers, loops, visualisers, ... as
+# usual through the parents.
+_PASS_THROUGH = (
+    'RUNNERS',
+    'RUNNER_CONSTRUCTORS',
+    'LOOPS',
+    'LOG_PROCESSORS',
+    'OPTIMIZERS',
+    'OPTIM_WRAPPERS',
+    'OPTIM_WRAPPER_CONSTRUCTORS',
+    'PARAM_SCHEDULERS',
+    'MODEL_WRAPPERS',
+    'WEIGHT_INITIALIZERS',
+    'BATCH_AUGMENTS',
+    'TASK_UTILS',
+    'EVALUATORS',
+    'VISUALIZERS',
+    'VISBACKENDS',
+)
+PASS_THROUGH_REGISTRIES = {
+    name: Registry(
+        getattr(mmpretrain_registry, name).name,
+        parent=getattr(mmpretrain_registry, name),
+        scope=SCOPE,
+    )
+    for name in _PASS_THROUGH
+}

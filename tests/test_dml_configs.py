@@ -15,13 +15,18 @@ from gpo_plugin.models.necks import GSP, AvgPooling
 from gpo_plugin.registry import DATASETS, MODELS
 
 DATASET_CLASSES = {'cub': 100, 'cars': 98, 'sop': 11318}
-CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob('configs/dml_*_*.py')
-                 if 'digits' not in p)
+CONFIGS = sorted(
+    os.path.basename(p)[:-3] for p in glob.glob('configs/dml_*_*.py') if 'digits' not in p
+)
 
 
 def test_all_twelve_configs_are_there():
-    expected = {f'dml_{pool}_{ds}{suffix}' for pool in ('gsp', 'avg') for ds in DATASET_CLASSES
-                for suffix in ('', '_mlrc')}
+    expected = {
+        f'dml_{pool}_{ds}{suffix}'
+        for pool in ('gsp', 'avg')
+        for ds in DATASET_CLASSES
+        for suffix in ('', '_mlrc')
+    }
     assert set(CONFIGS) == expected
 
 
@@ -75,15 +80,30 @@ def test_config_model_trains_a_step(name):
     assert predictions[0].embedding.shape == (128 if 'mlrc' in name else 512,)
 
 
-@pytest.mark.parametrize('dataset,make', [('cub', make_cub), ('cars', make_cars),
-                                          ('sop', make_sop)])
+@pytest.mark.parametrize(
+    'dataset,make', [('cub', make_cub), ('cars', make_cars), ('sop', make_sop)]
+)
 def test_config_datasets_read_the_layout(tmp_path, dataset, make):
     root = str(make(tmp_path))
     cfg = Config.fromfile(f'configs/dml_gsp_{dataset}_mlrc.py')
-    for loader, count in (('train_dataloader', 12), ('val_dataloader', 4),
-                          ('test_dataloader', 6)):
+    for loader, count in (('train_dataloader', 12), ('val_dataloader', 4), ('test_dataloader', 6)):
         dataset_cfg = dict(cfg[loader].dataset, data_root=root)
         built = DATASETS.build(dataset_cfg)
         assert len(built) == count
         sample = built[0]
         assert sample['inputs'].shape[0] == 3
+
+
+@pytest.mark.parametrize('pool', ['gsp', 'avg'])
+def test_cluttered_digits_configs(pool):
+    cfg = Config.fromfile(f'configs/dml_{pool}_digits_clutter.py')
+    model = MODELS.build(cfg.model)
+    assert isinstance(model.neck, GSP if pool == 'gsp' else AvgPooling)
+    for loader, split in (('train_dataloader', 'train'), ('test_dataloader', 'test')):
+        dataset = cfg[loader].dataset
+        assert (dataset.split, dataset.size, dataset.digit_size) == (split, 48, 20)
+        assert dataset.clutter_strokes == 6
+    assert cfg.train_dataloader.sampler.type == 'ClassDisjointSampler'
+    with torch.no_grad():
+        out = model.extract_feat(torch.randn(2, 3, 48, 48))
+    assert out[-1].shape == (2, 64 if pool == 'avg' else 32)

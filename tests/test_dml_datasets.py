@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from gpo_plugin.datasets import (Cars196MetricDataset, CUBMetricDataset, DigitsMetricDataset,
-                                 SOPMetricDataset, fold_classes)
+from gpo_plugin.datasets import (
+    Cars196MetricDataset,
+    CUBMetricDataset,
+    DigitsMetricDataset,
+    SOPMetricDataset,
+    fold_classes,
+)
 from gpo_plugin.registry import DATASETS
 
 PIPELINE = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
@@ -43,8 +48,15 @@ def make_cars(root, train_ids=TRAIN_IDS, test_ids=(99, 120, 196), per_class=2):
             rel = f'car_ims/{index:06d}.jpg'
             _image(root / rel, cls)
             records.append((rel, 1, 2, 3, 4, cls, index % 2))
-    dtype = [('relative_im_path', 'O'), ('bbox_x1', 'O'), ('bbox_y1', 'O'), ('bbox_x2', 'O'),
-             ('bbox_y2', 'O'), ('class', 'O'), ('test', 'O')]
+    dtype = [
+        ('relative_im_path', 'O'),
+        ('bbox_x1', 'O'),
+        ('bbox_y1', 'O'),
+        ('bbox_x2', 'O'),
+        ('bbox_y2', 'O'),
+        ('class', 'O'),
+        ('test', 'O'),
+    ]
     savemat(root / 'cars_annos.mat', {'annotations': np.array(records, dtype=dtype)[None]})
     return root
 
@@ -62,9 +74,11 @@ def make_sop(root, train_ids=TRAIN_IDS, test_ids=(11319, 11320, 22634), per_clas
     return root
 
 
-READERS = [(CUBMetricDataset, make_cub, (101, 102, 150)),
-           (Cars196MetricDataset, make_cars, (99, 120, 196)),
-           (SOPMetricDataset, make_sop, (11319, 11320, 22634))]
+READERS = [
+    (CUBMetricDataset, make_cub, (101, 102, 150)),
+    (Cars196MetricDataset, make_cars, (99, 120, 196)),
+    (SOPMetricDataset, make_sop, (11319, 11320, 22634)),
+]
 
 
 @pytest.mark.parametrize('cls,make,test_ids', READERS)
@@ -116,12 +130,16 @@ def test_built_from_registry(tmp_path):
 
 # -- missing and malformed files ---------------------------------------------------------------
 
-@pytest.mark.parametrize('cls,make,missing', [
-    (CUBMetricDataset, make_cub, 'image_class_labels.txt'),
-    (CUBMetricDataset, make_cub, 'images.txt'),
-    (Cars196MetricDataset, make_cars, 'cars_annos.mat'),
-    (SOPMetricDataset, make_sop, 'Ebay_train.txt'),
-])
+
+@pytest.mark.parametrize(
+    'cls,make,missing',
+    [
+        (CUBMetricDataset, make_cub, 'image_class_labels.txt'),
+        (CUBMetricDataset, make_cub, 'images.txt'),
+        (Cars196MetricDataset, make_cars, 'cars_annos.mat'),
+        (SOPMetricDataset, make_sop, 'Ebay_train.txt'),
+    ],
+)
 def test_missing_annotation_file_names_it_and_the_layout(tmp_path, cls, make, missing):
     root = make(tmp_path)
     os.remove(root / missing)
@@ -135,11 +153,14 @@ def test_missing_root(tmp_path):
         CUBMetricDataset(data_root=str(tmp_path / 'nope'))
 
 
-@pytest.mark.parametrize('cls,make,image', [
-    (CUBMetricDataset, make_cub, 'images/002.Bird_2/img_1.jpg'),
-    (Cars196MetricDataset, make_cars, 'car_ims/000003.jpg'),
-    (SOPMetricDataset, make_sop, 'bicycle_final/2_0.JPG'),
-])
+@pytest.mark.parametrize(
+    'cls,make,image',
+    [
+        (CUBMetricDataset, make_cub, 'images/002.Bird_2/img_1.jpg'),
+        (Cars196MetricDataset, make_cars, 'car_ims/000003.jpg'),
+        (SOPMetricDataset, make_sop, 'bicycle_final/2_0.JPG'),
+    ],
+)
 def test_missing_image_is_named(tmp_path, cls, make, image):
     root = make(tmp_path)
     os.remove(root / image)
@@ -189,3 +210,30 @@ def test_digits_dataset():
     assert sorted(set(test.get_gt_labels().tolist())) == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match='split'):
         DigitsMetricDataset('val')
+
+
+def _bounding_box(img):
+    ys, xs = np.nonzero(img[..., 0])
+    return ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+
+
+def test_digits_placed_and_cluttered_deterministically():
+    placed = DigitsMetricDataset('test', size=48, digit_size=20)
+    for i in range(0, len(placed), 97):
+        img = placed.get_data_info(i)['img']
+        assert img.shape == (48, 48, 3)
+        height, width = _bounding_box(img)
+        assert height <= 20 and width <= 20  # only the digit, somewhere on the canvas
+    cluttered = DigitsMetricDataset('test', size=48, digit_size=20, clutter_strokes=6)
+    again = DigitsMetricDataset('test', size=48, digit_size=20, clutter_strokes=6)
+    other = DigitsMetricDataset('test', size=48, digit_size=20, clutter_strokes=6, seed=1)
+    spread = [max(_bounding_box(cluttered.get_data_info(i)['img'])) for i in range(50)]
+    assert np.mean(np.array(spread) > 20) > 0.9  # strokes reach beyond the digit's box
+    assert all(
+        np.array_equal(cluttered.get_data_info(i)['img'], again.get_data_info(i)['img'])
+        for i in range(20)
+    )
+    assert not np.array_equal(cluttered.get_data_info(0)['img'], other.get_data_info(0)['img'])
+    assert list(cluttered.get_gt_labels()) == list(placed.get_gt_labels())
+    with pytest.raises(ValueError, match='digit_size'):
+        DigitsMetricDataset('train', size=16, digit_size=20)

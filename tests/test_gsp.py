@@ -5,8 +5,12 @@ import torch
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
 from gpo_plugin.models.necks import GSP
-from gpo_plugin.models.utils.partial_transport import (greedy_k_center, partial_transport,
-                                                       solve_log_lambda, transport_cost)
+from gpo_plugin.models.utils.partial_transport import (
+    greedy_k_center,
+    partial_transport,
+    solve_log_lambda,
+    transport_cost,
+)
 from gpo_plugin.registry import MODELS
 from gpo_plugin.testing.reference_gsp import fixed_point_lambda, unrolled_gsp, unrolled_transport
 
@@ -48,11 +52,14 @@ def test_implicit_backward_gradcheck(mu, gamma):
 @pytest.mark.parametrize('mu,gamma', [(0.3, 5.0), (0.7, 0.5), (0.5, 3.0)])
 def test_implicit_backward_matches_long_unrolled_autograd(mu, gamma):
     cost = _cost().requires_grad_()
-    grad_r, grad_p = torch.randn(3, 7, dtype=torch.float64), torch.randn(3, 5, 7, dtype=torch.float64)
+    grad_r, grad_p = (
+        torch.randn(3, 7, dtype=torch.float64),
+        torch.randn(3, 5, 7, dtype=torch.float64),
+    )
 
     def grad_of(fn):
         residual, plan = fn(cost)[:2]
-        (grad, ) = torch.autograd.grad((residual * grad_r).sum() + (plan * grad_p).sum(), cost)
+        (grad,) = torch.autograd.grad((residual * grad_r).sum() + (plan * grad_p).sum(), cost)
         return grad
 
     implicit = grad_of(lambda c: partial_transport(c, mu, gamma))
@@ -66,8 +73,9 @@ def test_full_module_gradcheck_and_unrolled_reference():
     proto = gsp.prototypes.detach().clone().requires_grad_()
     weight = gsp.proj.weight.detach().clone().requires_grad_()
     # The whole chain (projection, unit ball, cost, transport) against finite differences.
-    assert torch.autograd.gradcheck(lambda x, p, w: _functional_gsp(gsp, x, p, w),
-                                    (maps, proto, weight))
+    assert torch.autograd.gradcheck(
+        lambda x, p, w: _functional_gsp(gsp, x, p, w), (maps, proto, weight)
+    )
     ours = gsp.pool_map_full(maps)
     ref = unrolled_gsp(gsp, maps, iterations=3000)
     for mine, theirs in zip(ours, ref, strict=True):
@@ -179,3 +187,13 @@ def test_clear_errors():
         gsp.pool(torch.randn(2, 5, 8), lengths=[5, 3])
     with pytest.raises(ValueError, match=r'mu'):
         partial_transport(torch.rand(1, 2, 3), 0.0, 5.0)
+
+
+@pytest.mark.parametrize('mu,gamma', [(1e-6, 50.0), (0.999999, 50.0), (0.5, 1e-3), (0.3, 200.0)])
+def test_extreme_ratios_and_temperatures_keep_the_constraints(mu, gamma):
+    cost = (torch.rand(4, 64, 49) * 2).requires_grad_()
+    residual, plan = partial_transport(cost, mu, gamma)
+    torch.testing.assert_close(plan.sum((1, 2)), torch.full((4,), mu), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(residual + plan.sum(1), torch.full_like(residual, 1 / 49))
+    (residual.sum() + (plan * torch.randn_like(plan)).sum()).backward()
+    assert torch.isfinite(cost.grad).all()

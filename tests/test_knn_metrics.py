@@ -44,12 +44,20 @@ def test_equal_to_pml_accuracy_calculator(kind, backend):
 
 def test_equal_to_pml_with_separate_query_set():
     generator = torch.Generator().manual_seed(2)
-    reference, ref_labels = torch.randn(300, 8, generator=generator), _labels('uniform', 300, generator)
-    query, query_labels = torch.randn(120, 8, generator=generator), _labels('uniform', 120, generator)
-    ours = retrieval_metrics(reference, ref_labels, query=query, query_labels=query_labels,
-                             backend='torch')
+    reference, ref_labels = (
+        torch.randn(300, 8, generator=generator),
+        _labels('uniform', 300, generator),
+    )
+    query, query_labels = (
+        torch.randn(120, 8, generator=generator),
+        _labels('uniform', 120, generator),
+    )
+    ours = retrieval_metrics(
+        reference, ref_labels, query=query, query_labels=query_labels, backend='torch'
+    )
     theirs = AccuracyCalculator(include=PML_KEYS, k='max_bin_count').get_accuracy(
-        query, query_labels, reference, ref_labels)
+        query, query_labels, reference, ref_labels
+    )
     for key in PML_KEYS:
         assert ours[key] == pytest.approx(theirs[key], abs=1e-12), key
 
@@ -116,11 +124,18 @@ def test_mmengine_metric_process_and_compute():
     labels = _labels('uniform', 200, generator)
     embeddings = torch.randn(200, 8, generator=generator)
     metric = MetricLearningMetric(with_nmi=True)
-    metric.process(None, [dict(embedding=e, gt_label=torch.tensor([y]))
-                          for e, y in zip(embeddings, labels, strict=True)])
+    metric.process(
+        None,
+        [
+            dict(embedding=e, gt_label=torch.tensor([y]))
+            for e, y in zip(embeddings, labels, strict=True)
+        ],
+    )
     results = metric.evaluate(200)
     normalized = torch.nn.functional.normalize(embeddings, dim=1)
-    theirs = AccuracyCalculator(include=PML_KEYS, k='max_bin_count').get_accuracy(normalized, labels)
+    theirs = AccuracyCalculator(include=PML_KEYS, k='max_bin_count').get_accuracy(
+        normalized, labels
+    )
     for key in PML_KEYS:
         assert results[f'dml/{key}'] == pytest.approx(theirs[key], abs=1e-12)
     assert 0 <= results['dml/nmi'] <= 1

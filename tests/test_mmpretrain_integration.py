@@ -151,3 +151,21 @@ def test_config_file_builds_under_plugin_scope(tmp_path):
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         model = MODELS.build(cfg.model)
     assert model.neck.gru.hidden_size == 8
+
+
+def test_checkpoint_loads_in_a_fresh_process_before_any_history_buffer(tmp_path):
+    """HistoryBuffer fills its method table lazily; loading must not depend on it."""
+    import subprocess
+    import sys
+
+    from mmengine.logging import HistoryBuffer
+
+    path = tmp_path / 'hub.pth'
+    torch.save({'message_hub': {'loss': HistoryBuffer([1.0, 2.0], [1, 1])}}, path)
+    code = (
+        'import gpo_plugin, torch, sys; '
+        f'buffer = torch.load({str(path)!r}, weights_only=True)["message_hub"]["loss"]; '
+        'sys.exit(0 if buffer.mean() == 1.5 else 1)'
+    )
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from gpo_plugin.datasets import (PackVSEInputs, PrecompCaptionDataset, RandomRegionDrop,
-                                 RandomWordAugment, VocabTokenizer, build_caption_tokenizer,
-                                 vse_collate)
+from gpo_plugin.datasets import (
+    PackVSEInputs,
+    PrecompCaptionDataset,
+    RandomRegionDrop,
+    RandomWordAugment,
+    VocabTokenizer,
+    build_caption_tokenizer,
+    vse_collate,
+)
 from gpo_plugin.datasets.text_tokenizers import SPECIALS, build_vocab, save_vocab, split_words
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
@@ -135,7 +141,7 @@ def test_vocab_threshold_specials_and_errors(tmp_path):
     (tmp_path / 'bad.json').write_text(json.dumps({'words': ['x']}))
     with pytest.raises(ValueError, match='specials'):
         VocabTokenizer(tmp_path / 'bad.json')
-    with pytest.raises(ValueError, match="must be one of"):
+    with pytest.raises(ValueError, match='must be one of'):
         build_caption_tokenizer(dict(type='Nope'))
 
 
@@ -147,8 +153,10 @@ def test_region_drop_rate_and_at_least_one_kept():
     single = [len(drop.transform({'regions': np.zeros((1, 2))})['regions']) for _ in range(200)]
     assert min(single) == 1
     always = RandomRegionDrop(0.999)
-    assert all(len(always.transform({'regions': np.arange(10.)[:, None]})['regions']) == 1
-               for _ in range(50))
+    assert all(
+        len(always.transform({'regions': np.arange(10.0)[:, None]})['regions']) == 1
+        for _ in range(50)
+    )
 
 
 def test_word_augment_rates_and_word_pieces_together():
@@ -160,8 +168,15 @@ def test_word_augment_rates_and_word_pieces_together():
     word_ids = [None] + [t // 2 for t in range(2 * n_words)] + [None]
     counts = dict(mask=0, random=0, deleted=0)
     for _ in range(trials):
-        out = aug.transform(dict(token_ids=list(ids), word_ids=list(word_ids), mask_id=103,
-                                 vocab_size=30000, random_low=2000))
+        out = aug.transform(
+            dict(
+                token_ids=list(ids),
+                word_ids=list(word_ids),
+                mask_id=103,
+                vocab_size=30000,
+                random_low=2000,
+            )
+        )
         assert out['token_ids'][0] == 101 and out['token_ids'][-1] == 102
         pieces = {}
         for token, word in zip(out['token_ids'], out['word_ids'], strict=True):
@@ -183,10 +198,17 @@ def test_word_augment_rates_and_word_pieces_together():
 
 
 def test_pack_and_collate_pad_with_lengths():
-    samples = [PackVSEInputs().transform(dict(regions=np.ones((n, 3), np.float32) * n,
-                                              token_ids=list(range(1, t + 1)), img_idx=i,
-                                              cap_idx=10 + i))
-               for i, (n, t) in enumerate([(2, 4), (5, 2), (3, 3)])]
+    samples = [
+        PackVSEInputs().transform(
+            dict(
+                regions=np.ones((n, 3), np.float32) * n,
+                token_ids=list(range(1, t + 1)),
+                img_idx=i,
+                cap_idx=10 + i,
+            )
+        )
+        for i, (n, t) in enumerate([(2, 4), (5, 2), (3, 3)])
+    ]
     batch = vse_collate(samples)
     inputs = batch['inputs']
     assert inputs['regions'].shape == (3, 5, 3)

@@ -6,8 +6,11 @@ import torch
 
 from gpo_plugin.evaluation import VSERetrievalMetric, format_retrieval_table
 from gpo_plugin.evaluation.functional import retrieval_ranks, summarize_ranks
-from gpo_plugin.testing.reference_retrieval import (reference_evaluation, reference_ranks,
-                                                    reference_summary)
+from gpo_plugin.testing.reference_retrieval import (
+    reference_evaluation,
+    reference_ranks,
+    reference_summary,
+)
 
 
 def random_embeddings(n_img, n_txt, dim=16, seed=0, dtype=torch.float64):
@@ -35,8 +38,8 @@ def test_ranks_equal_argsort_definition(chunk_size):
     img, txt, txt_img = correlated(60, 5)
     sims = (img @ txt.t()).numpy()
     assert_no_ties(sims)
-    i2t, t2i = retrieval_ranks(img, txt, txt_img, chunk_size=chunk_size)
-    ref_i2t, ref_t2i = reference_ranks(sims, txt_img.numpy())
+    i2t, t2i, _, _ = retrieval_ranks(img, txt, txt_img, chunk_size=chunk_size)
+    ref_i2t, ref_t2i = reference_ranks(img.numpy(), txt.numpy(), txt_img.numpy())
     assert np.array_equal(i2t.numpy(), ref_i2t) and np.array_equal(t2i.numpy(), ref_t2i)
     assert 0 < (t2i == 0).sum() < len(t2i)  # the data exercises both hits and misses
 
@@ -48,9 +51,30 @@ def test_ranks_with_uneven_captions_per_image_and_shuffled_order():
     txt_img = txt_img[torch.randperm(len(txt_img), generator=gen)]
     img, noise = random_embeddings(40, len(txt_img), seed=4)
     txt = torch.nn.functional.normalize(img[txt_img] + noise, dim=1)
-    i2t, t2i = retrieval_ranks(img, txt, txt_img, chunk_size=9)
-    ref = reference_ranks((img @ txt.t()).numpy(), txt_img.numpy())
+    i2t, t2i, _, _ = retrieval_ranks(img, txt, txt_img, chunk_size=9)
+    ref = reference_ranks(img.numpy(), txt.numpy(), txt_img.numpy())
     assert np.array_equal(i2t.numpy(), ref[0]) and np.array_equal(t2i.numpy(), ref[1])
+
+
+@pytest.mark.parametrize('chunk_size', [7, 20, 500])
+def test_fold_ranks_equal_argsort_within_each_fold(chunk_size):
+    img, txt, txt_img = correlated(60, 3, seed=2)
+    perm = torch.randperm(len(txt), generator=torch.Generator().manual_seed(0))
+    txt, txt_img = txt[perm], txt_img[perm]  # captions in any order
+    ranks = retrieval_ranks(img, txt, txt_img, chunk_size=chunk_size, fold_size=20)
+    full = reference_ranks(img.numpy(), txt.numpy(), txt_img.numpy())
+    assert np.array_equal(ranks.i2t.numpy(), full[0])
+    assert np.array_equal(ranks.t2i.numpy(), full[1])
+    for f in range(3):
+        keep = (txt_img >= 20 * f) & (txt_img < 20 * (f + 1))
+        ref = reference_ranks(
+            img[20 * f : 20 * (f + 1)].numpy(), txt[keep].numpy(), (txt_img[keep] - 20 * f).numpy()
+        )
+        assert np.array_equal(ranks.fold_i2t[20 * f : 20 * (f + 1)].numpy(), ref[0])
+        assert np.array_equal(ranks.fold_t2i[keep].numpy(), ref[1])
+    assert (ranks.fold_t2i <= ranks.t2i).all() and (ranks.fold_t2i < ranks.t2i).any()
+    with pytest.raises(ValueError, match='fold_size=7 must divide'):
+        retrieval_ranks(img, txt, txt_img, fold_size=7)
 
 
 def test_summary_matches_reference_and_hand_case():
@@ -77,11 +101,13 @@ def test_ranks_bad_input():
 def run_metric(img, txt, txt_img, fold_size=None, order=None, duplicate=0):
     metric = VSERetrievalMetric(fold_size=fold_size, chunk_size=64)
     order = range(len(txt)) if order is None else order
-    preds = [dict(img_emb=img[txt_img[c]], txt_emb=txt[c], img_idx=int(txt_img[c]), cap_idx=c)
-             for c in order]
+    preds = [
+        dict(img_emb=img[txt_img[c]], txt_emb=txt[c], img_idx=int(txt_img[c]), cap_idx=c)
+        for c in order
+    ]
     preds += preds[:duplicate]  # a distributed sampler pads with repeats
     for start in range(0, len(preds), 50):
-        metric.process(None, preds[start:start + 50])
+        metric.process(None, preds[start : start + 50])
     return metric.compute_metrics(metric.results)
 
 
@@ -90,11 +116,12 @@ def test_metric_5k_style_with_folds_equals_reference():
     img, txt, txt_img = correlated(500, 5, dim=32, seed=1)
     perm = np.random.default_rng(0).permutation(len(txt))
     got = run_metric(img.float(), txt.float(), txt_img, fold_size=100, order=perm, duplicate=7)
-    ref = reference_evaluation(img.float().numpy(), txt.float().numpy(), txt_img.numpy(),
-                               fold_size=100)
+    ref = reference_evaluation(
+        img.float().numpy(), txt.float().numpy(), txt_img.numpy(), fold_size=100
+    )
     assert set(got) == set(ref)
     for key in ref:
-        assert got[key] == pytest.approx(ref[key], abs=1e-9), key
+        assert got[key] == ref[key], key
     assert 100 < got['rsum'] < 600 and got['fold100_rsum'] > got['rsum']
 
 

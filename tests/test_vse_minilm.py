@@ -25,11 +25,16 @@ def test_minilm_loads_offline_with_real_weights(minilm):
     tokenizer, encoder = minilm
     assert encoder.bert.config.hidden_size == 384 and encoder.bert.config.num_hidden_layers == 6
     ids, word_ids = tokenizer.encode('A man riding a horse.')
-    assert ids[0] == tokenizer.tokenizer.cls_token_id and ids[-1] == tokenizer.tokenizer.sep_token_id
+    assert (
+        ids[0] == tokenizer.tokenizer.cls_token_id and ids[-1] == tokenizer.tokenizer.sep_token_id
+    )
     assert word_ids[0] is None and word_ids[-1] is None and tokenizer.mask_id == 103
     # Real weights: mean-pooled MiniLM states rank a paraphrase above an unrelated sentence.
-    captions = ['a dog runs on the beach', 'a puppy running along the sand',
-                'the stock market fell sharply today']
+    captions = [
+        'a dog runs on the beach',
+        'a puppy running along the sand',
+        'the stock market fell sharply today',
+    ]
     tokens, lengths = encode(tokenizer, captions)
     mask = (torch.arange(tokens.shape[1]) < lengths[:, None]).long()
     with torch.no_grad():
@@ -46,8 +51,10 @@ def test_padding_does_not_change_the_embedding_and_init_keeps_weights(minilm):
         batch = encoder(tokens, lengths)
         alone = encoder(tokens[1:, : lengths[1]], lengths[1:])
     torch.testing.assert_close(batch[1:], alone, atol=1e-5, rtol=1e-5)
-    model = VSERetriever(img_enc=dict(type='PrecompRegionEncoder', in_channels=4, embed_dim=8),
-                         txt_enc=dict(type='BertTextEncoder', pretrained=MINILM, embed_dim=8))
+    model = VSERetriever(
+        img_enc=dict(type='PrecompRegionEncoder', in_channels=4, embed_dim=8),
+        txt_enc=dict(type='BertTextEncoder', pretrained=MINILM, embed_dim=8),
+    )
     before = model.txt_enc.bert.embeddings.word_embeddings.weight.clone()
     model.init_weights()
     assert torch.equal(before, model.txt_enc.bert.embeddings.word_embeddings.weight)
@@ -61,9 +68,15 @@ def test_word_augment_keeps_word_pieces_together_on_real_tokens(minilm):
     assert len(ids) > 5  # several words split into pieces
     np.random.seed(1)
     aug = RandomWordAugment(prob=1.0, mask_frac=1.0, random_frac=0.0)
-    out = aug.transform(dict(token_ids=list(ids), word_ids=list(word_ids),
-                             mask_id=tokenizer.mask_id, vocab_size=tokenizer.vocab_size,
-                             random_low=tokenizer.random_low))
+    out = aug.transform(
+        dict(
+            token_ids=list(ids),
+            word_ids=list(word_ids),
+            mask_id=tokenizer.mask_id,
+            vocab_size=tokenizer.vocab_size,
+            random_low=tokenizer.random_low,
+        )
+    )
     assert out['token_ids'][1:-1] == [tokenizer.mask_id] * (len(ids) - 2)
     assert out['token_ids'][0] == ids[0] and out['token_ids'][-1] == ids[-1]
 
@@ -78,17 +91,28 @@ def test_missing_bert_path_names_the_config_field(tmp_path):
 def test_minilm_retriever_trains_a_step_with_bert_at_lower_lr():
     from mmengine.optim import build_optim_wrapper
 
-    model = VSERetriever(img_enc=dict(type='PrecompRegionEncoder', in_channels=4, embed_dim=8),
-                         txt_enc=dict(type='BertTextEncoder', pretrained=MINILM, embed_dim=8))
-    wrapper = build_optim_wrapper(model, dict(
-        optimizer=dict(type='AdamW', lr=5e-4, weight_decay=1e-4), clip_grad=dict(max_norm=2.0),
-        paramwise_cfg=dict(custom_keys={'txt_enc.bert': dict(lr_mult=0.1)})))
-    lrs = {g['lr'] for g in wrapper.optimizer.param_groups}
-    assert lrs == {5e-4, pytest.approx(5e-5)}
+    model = VSERetriever(
+        img_enc=dict(type='PrecompRegionEncoder', in_channels=4, embed_dim=8),
+        txt_enc=dict(type='BertTextEncoder', pretrained=MINILM, embed_dim=8),
+    )
+    wrapper = build_optim_wrapper(
+        model,
+        dict(
+            optimizer=dict(type='AdamW', lr=5e-4, weight_decay=1e-4),
+            clip_grad=dict(max_norm=2.0),
+            paramwise_cfg=dict(custom_keys={'txt_enc.bert': dict(lr_mult=0.1)}),
+        ),
+    )
+    lrs = sorted({round(g['lr'], 12) for g in wrapper.optimizer.param_groups})
+    assert lrs == [5e-5, 5e-4]
     tokenizer = HFTokenizer(MINILM)
     tokens, lengths = encode(tokenizer, ['a cat', 'a dog on a bench', 'two birds'])
-    inputs = dict(regions=torch.randn(3, 5, 4), region_lengths=torch.tensor([5, 4, 2]),
-                  tokens=tokens, token_lengths=lengths)
+    inputs = dict(
+        regions=torch.randn(3, 5, 4),
+        region_lengths=torch.tensor([5, 4, 2]),
+        tokens=tokens,
+        token_lengths=lengths,
+    )
     before = model.txt_enc.bert.encoder.layer[0].attention.self.query.weight.clone()
     log = model.train_step(dict(inputs=inputs, data_samples=None), wrapper)
     assert torch.isfinite(log['loss'])

@@ -29,18 +29,25 @@ def tiny_data(tmp_path_factory):
 
 
 def options(root, vocab, max_epochs):
-    tokenizer = f'dict(type="VocabTokenizer",vocab_file="{vocab}")'
-    opts = [f'model.txt_enc.vocab_file={vocab}', f'train_cfg.max_epochs={max_epochs}',
-            'train_cfg.val_interval=1', 'warmup_epochs=1', 'default_hooks.logger.interval=1',
-            'default_hooks.checkpoint.interval=1', 'train_dataloader.batch_size=32',
-            'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-            'test_evaluator.fold_size=10', 'custom_hooks.0.warmup_epochs=1']
+    opts = [
+        f'model.txt_enc.vocab_file={vocab}',
+        f'train_cfg.max_epochs={max_epochs}',
+        'train_cfg.val_interval=1',
+        'warmup_epochs=1',
+        'default_hooks.logger.interval=1',
+        'default_hooks.checkpoint.interval=1',
+        'train_dataloader.batch_size=32',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        'test_evaluator.fold_size=10',
+        'custom_hooks.0.warmup_epochs=1',
+    ]
     for split in ('train', 'val', 'test'):
-        opts.append(f'{split}_dataloader.dataset.tokenizer={tokenizer}')
+        opts.append(f'{split}_dataloader.dataset.tokenizer.vocab_file={vocab}')
     return ['--data-root', str(root), '--cfg-options', *opts]
 
 
-def test_train_val_checkpoint_resume_test(tiny_data, tmp_path):
+def test_train_val_checkpoint_resume_test(tiny_data, tmp_path, capsys):
     root, vocab = tiny_data
     work = tmp_path / 'work'
     config = str(CONFIGS / 'vse_gpo_demo.py')
@@ -56,17 +63,37 @@ def test_train_val_checkpoint_resume_test(tiny_data, tmp_path):
     train_tool.main([config, '--work-dir', str(work), '--resume', *options(root, vocab, 3)])
     ckpt3 = torch.load(work / 'epoch_3.pth', weights_only=True)
     assert ckpt3['meta']['epoch'] == 3 and ckpt3['meta']['iter'] == 3 * ckpt2['meta']['iter'] // 2
-    changed = [k for k in ckpt2['state_dict']
-               if not torch.equal(ckpt2['state_dict'][k], ckpt3['state_dict'][k])]
+    changed = [
+        k
+        for k in ckpt2['state_dict']
+        if not torch.equal(ckpt2['state_dict'][k], ckpt3['state_dict'][k])
+    ]
     assert 'img_enc.gpool.linear.weight' in changed
 
     out = tmp_path / 'results.json'
-    metrics = test_tool.main([config, str(work / 'epoch_3.pth'), '--work-dir', str(work),
-                              '--out', str(out), *options(root, vocab, 3)])
+    metrics = test_tool.main(
+        [
+            config,
+            str(work / 'epoch_3.pth'),
+            '--work-dir',
+            str(work),
+            '--out',
+            str(out),
+            *options(root, vocab, 3),
+        ]
+    )
     saved = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert 'image-to-text' in printed and '10 img x folds (avg)' in printed
+    assert f'{saved["retrieval/rsum"]:6.1f}' in printed
     assert saved == pytest.approx(metrics)
-    for key in ('retrieval/i2t_R@1', 'retrieval/t2i_R@10', 'retrieval/rsum',
-                'retrieval/fold10_rsum', 'retrieval/fold10_i2t_medr'):
+    for key in (
+        'retrieval/i2t_R@1',
+        'retrieval/t2i_R@10',
+        'retrieval/rsum',
+        'retrieval/fold10_rsum',
+        'retrieval/fold10_i2t_medr',
+    ):
         assert key in saved
     assert 0 <= saved['retrieval/rsum'] <= 600
 
@@ -76,10 +103,19 @@ def test_test_tool_reports_missing_checkpoint(tmp_path):
         test_tool.main([str(CONFIGS / 'vse_gpo_demo.py'), str(tmp_path / 'nope.pth')])
 
 
-@pytest.mark.parametrize('name', ['vse_gpo_coco.py', 'vse_gpo_f30k.py', 'vse_gpo_coco_bigru.py',
-                                  'vse_gpo_f30k_bigru.py', 'vse_maxpool_coco.py',
-                                  'vse_maxpool_f30k.py', 'vse_avgpool_demo.py',
-                                  'vse_gpo_demo_minilm.py'])
+@pytest.mark.parametrize(
+    'name',
+    [
+        'vse_gpo_coco.py',
+        'vse_gpo_f30k.py',
+        'vse_gpo_coco_bigru.py',
+        'vse_gpo_f30k_bigru.py',
+        'vse_maxpool_coco.py',
+        'vse_maxpool_f30k.py',
+        'vse_avgpool_demo.py',
+        'vse_gpo_demo_minilm.py',
+    ],
+)
 def test_configs_parse_with_the_recipe(name):
     from mmengine.config import Config
 

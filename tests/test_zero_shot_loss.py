@@ -117,8 +117,10 @@ def test_sampler_splits_batches_across_ranks(monkeypatch):
 
 def test_sampler_build_and_errors():
     dataset = _Labels(np.repeat(np.arange(6), 4))
-    sampler = DATA_SAMPLERS.build(dict(type='ClassDisjointSampler', batch_size=8, num_per_class=2),
-                                  default_args=dict(dataset=dataset, seed=0))
+    sampler = DATA_SAMPLERS.build(
+        dict(type='ClassDisjointSampler', batch_size=8, num_per_class=2),
+        default_args=dict(dataset=dataset, seed=0),
+    )
     assert isinstance(sampler, ClassDisjointSampler)
     with pytest.raises(ValueError, match='even'):
         ClassDisjointSampler(dataset, batch_size=6, num_per_class=2)

@@ -17,8 +17,11 @@ import torch
 from torch import nn
 
 from gpo_plugin.models.necks import GSP
-from gpo_plugin.models.utils.partial_transport import (attribute_vectors, partial_transport,
-                                                       pooling_weights)
+from gpo_plugin.models.utils.partial_transport import (
+    attribute_vectors,
+    partial_transport,
+    pooling_weights,
+)
 from gpo_plugin.testing.reference_gsp import unrolled_gsp, unrolled_transport
 
 
@@ -58,8 +61,7 @@ def main() -> None:
     torch.manual_seed(0)
     b, c, g, d, m = args.batch, args.channels, args.grid, args.dim, args.prototypes
     maps = torch.randn(b, c, g, g).relu().requires_grad_()
-    gsp = GSP(c, d, num_prototypes=m, transport_ratio=args.mu, gamma=args.gamma,
-              kcenter_init=False)
+    gsp = GSP(c, d, num_prototypes=m, transport_ratio=args.mu, gamma=args.gamma, kcenter_init=False)
     with torch.no_grad():  # prototypes where the features are, as k-center would put them
         gsp.prototypes.copy_(gsp.proj(maps[:2].flatten(2).transpose(1, 2)).flatten(0, 1)[:m])
     linear = nn.Linear(c, d)
@@ -72,7 +74,8 @@ def main() -> None:
         'GSP (exact solve, implicit backward)': run(lambda: gsp.pool_map_full(maps)[:2]),
         'avg pooling + Linear': run(lambda: (linear(maps.mean((2, 3))),)),
         'Linear per position + avg (1x1 conv, GAP)': run(
-            lambda: (linear(maps.flatten(2).transpose(1, 2)).mean(1),)),
+            lambda: (linear(maps.flatten(2).transpose(1, 2)).mean(1),)
+        ),
         'GSP unrolled, 100 iterations, autograd': run(lambda: unrolled_gsp(gsp, maps)[:2]),
     }
     # The transport alone, from a fixed cost tensor: where the two GSP formulations differ.
@@ -86,18 +89,22 @@ def main() -> None:
         residual, plan, _ = unrolled_transport(cost, args.mu, args.gamma, 100)
         return pooling_weights(residual, args.mu), attribute_vectors(plan, args.mu)
 
-    transport = {'exact solve + implicit backward': time_fwd_bwd(ours, [cost], args.repeats,
-                                                                 args.warmup),
-                 'unrolled 100 iterations + autograd': time_fwd_bwd(unrolled, [cost],
-                                                                    args.repeats, args.warmup)}
+    transport = {
+        'exact solve + implicit backward': time_fwd_bwd(ours, [cost], args.repeats, args.warmup),
+        'unrolled 100 iterations + autograd': time_fwd_bwd(
+            unrolled, [cost], args.repeats, args.warmup
+        ),
+    }
     with torch.no_grad():
         a, u = gsp.pool_map_full(maps), unrolled_gsp(gsp, maps)
         diff_pooled = (a.pooled - u[0]).abs().max().item()
         diff_weights = (a.weights - u[2]).abs().max().item()
 
-    print(f'GSP benchmark: B={b}, C={c}, {g}x{g} grid, D={d}, m={m}, mu={args.mu}, '
-          f'gamma={args.gamma}, float32, {torch.get_num_threads()} thread(s), forward+backward, '
-          f'median of {args.repeats}\n')
+    print(
+        f'GSP benchmark: B={b}, C={c}, {g}x{g} grid, D={d}, m={m}, mu={args.mu}, '
+        f'gamma={args.gamma}, float32, {torch.get_num_threads()} thread(s), forward+backward, '
+        f'median of {args.repeats}\n'
+    )
     gsp_time = neck['GSP (exact solve, implicit backward)']
     print('| neck | ms | GSP time / this |\n|---|---|---|')
     for name, seconds in neck.items():
@@ -106,8 +113,10 @@ def main() -> None:
     print('\n| transport only (cost -> weights, attributes) | ms | this / exact |\n|---|---|---|')
     for name, seconds in transport.items():
         print(f'| {name} | {1000 * seconds:.2f} | {seconds / ours_time:.1f} |')
-    print(f'\nmax |pooled - unrolled pooled| = {diff_pooled:.2e}, '
-          f'max |w - unrolled w| = {diff_weights:.2e}')
+    print(
+        f'\nmax |pooled - unrolled pooled| = {diff_pooled:.2e}, '
+        f'max |w - unrolled w| = {diff_weights:.2e}'
+    )
 
 
 if __name__ == '__main__':

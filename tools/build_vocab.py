@@ -23,8 +23,10 @@ def build_vocab_file(caption_files: list[str], out: str, threshold: int = 4) -> 
     captions = []
     for path in caption_files:
         if not Path(path).is_file():
-            raise FileNotFoundError(f'build_vocab: caption file {path} not found (one caption a '
-                                    'line, e.g. <root>/precomp/train_caps.txt).')
+            raise FileNotFoundError(
+                f'build_vocab: caption file {path} not found (one caption a '
+                'line, e.g. <root>/precomp/train_caps.txt).'
+            )
         captions += Path(path).read_text(encoding='utf-8').splitlines()
     words = build_vocab(captions, threshold)
     save_vocab(words, out)

@@ -22,30 +22,102 @@ from pathlib import Path
 
 import numpy as np
 
-OBJECTS = ('dog', 'cat', 'horse', 'bird', 'car', 'bus', 'bicycle', 'boat', 'tree', 'bench',
-           'chair', 'table', 'cup', 'pizza', 'banana', 'apple', 'clock', 'umbrella', 'kite',
-           'ball', 'laptop', 'phone', 'book', 'vase', 'train', 'truck', 'sheep', 'cow',
-           'elephant', 'giraffe', 'zebra', 'bear', 'lamp', 'sofa', 'bed', 'pillow', 'bottle',
-           'knife', 'fork', 'spoon', 'bowl', 'sandwich', 'carrot', 'broccoli', 'donut', 'cake',
-           'plane', 'motorbike', 'skateboard', 'surfboard', 'frisbee', 'hat', 'bag', 'shoe',
-           'window', 'door', 'flower', 'rock', 'fence', 'sign', 'hydrant', 'kettle', 'guitar',
-           'candle')
+OBJECTS = (
+    'dog',
+    'cat',
+    'horse',
+    'bird',
+    'car',
+    'bus',
+    'bicycle',
+    'boat',
+    'tree',
+    'bench',
+    'chair',
+    'table',
+    'cup',
+    'pizza',
+    'banana',
+    'apple',
+    'clock',
+    'umbrella',
+    'kite',
+    'ball',
+    'laptop',
+    'phone',
+    'book',
+    'vase',
+    'train',
+    'truck',
+    'sheep',
+    'cow',
+    'elephant',
+    'giraffe',
+    'zebra',
+    'bear',
+    'lamp',
+    'sofa',
+    'bed',
+    'pillow',
+    'bottle',
+    'knife',
+    'fork',
+    'spoon',
+    'bowl',
+    'sandwich',
+    'carrot',
+    'broccoli',
+    'donut',
+    'cake',
+    'plane',
+    'motorbike',
+    'skateboard',
+    'surfboard',
+    'frisbee',
+    'hat',
+    'bag',
+    'shoe',
+    'window',
+    'door',
+    'flower',
+    'rock',
+    'fence',
+    'sign',
+    'hydrant',
+    'kettle',
+    'guitar',
+    'candle',
+)
 TEMPLATES = {
-    1: ('a photo of a {0}.', 'there is a {0} in this picture.', 'a {0} can be seen here.',
-        'an image showing a {0}.', 'a close view of a {0}.'),
-    2: ('a {0} next to a {1}.', 'a {0} and a {1} in the same scene.',
-        'there is a {0} near the {1}.', 'a picture with a {1} and a {0}.',
-        'the {0} is beside a {1}.'),
-    3: ('a {0}, a {1} and a {2}.', 'a scene with a {0}, a {1} and a {2} in it.',
-        'there are a {0}, a {1} and a {2} here.', 'a {2} beside a {0} and a {1}.'),
+    1: (
+        'a photo of a {0}.',
+        'there is a {0} in this picture.',
+        'a {0} can be seen here.',
+        'an image showing a {0}.',
+        'a close view of a {0}.',
+    ),
+    2: (
+        'a {0} next to a {1}.',
+        'a {0} and a {1} in the same scene.',
+        'there is a {0} near the {1}.',
+        'a picture with a {1} and a {0}.',
+        'the {0} is beside a {1}.',
+    ),
+    3: (
+        'a {0}, a {1} and a {2}.',
+        'a scene with a {0}, a {1} and a {2} in it.',
+        'there are a {0}, a {1} and a {2} here.',
+        'a {2} beside a {0} and a {1}.',
+    ),
 }
 SPLITS = {'train': 2000, 'dev': 200, 'test': 200, 'testall': 500}
 NUM_REGIONS = 36
 NUM_BACKGROUNDS = 48
 
 
-def make_split(rng: np.random.Generator, num_images: int, objects: np.ndarray,
-               backgrounds: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def make_split(
+    rng: np.random.Generator, num_images: int, objects: np.ndarray, backgrounds: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
     feat_dim = objects.shape[1]
     ims = np.empty((num_images, NUM_REGIONS, feat_dim), dtype=np.float32)
     captions: list[str] = []
@@ -55,8 +127,9 @@ def make_split(rng: np.random.Generator, num_images: int, objects: np.ndarray,
         for obj in present:
             region_labels += [obj] * int(rng.integers(1, 7))
         clutter = rng.choice(NUM_BACKGROUNDS, size=rng.integers(2, 5), replace=False)
-        region_labels += [-1 - int(rng.choice(clutter)) for _ in
-                          range(NUM_REGIONS - len(region_labels))]
+        region_labels += [
+            -1 - int(rng.choice(clutter)) for _ in range(NUM_REGIONS - len(region_labels))
+        ]
         rng.shuffle(region_labels)
         for r, label in enumerate(region_labels):
             base = objects[label] if label >= 0 else backgrounds[-1 - label]
@@ -68,8 +141,9 @@ def make_split(rng: np.random.Generator, num_images: int, objects: np.ndarray,
     return ims, captions
 
 
-def make_demo_data(out: str | Path, seed: int = 0, feat_dim: int = 128,
-                   sizes: dict[str, int] | None = None) -> Path:
+def make_demo_data(
+    out: str | Path, seed: int = 0, feat_dim: int = 128, sizes: dict[str, int] | None = None
+) -> Path:
     """Write every split to ``out``; returns the folder."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

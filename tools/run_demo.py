@@ -61,8 +61,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description='Train and evaluate the VSE∞ demo.')
     parser.add_argument('--work-dir', default='work_dirs/vse_demo')
     parser.add_argument('--data-dir', default='data/demo/vse')
-    parser.add_argument('--no-compare', dest='compare', action='store_false',
-                        help='skip the average-pooling baseline (trained by default)')
+    parser.add_argument(
+        '--no-compare',
+        dest='compare',
+        action='store_false',
+        help='skip the average-pooling baseline (trained by default)',
+    )
     args = parser.parse_args()
     from gpo_plugin.evaluation import format_retrieval_table
 
@@ -80,10 +84,14 @@ def main() -> None:
     if args.compare:
         print('\nrSum on testall (500 images / 5-fold 100):')
         for name, metrics in results.items():
-            print(f'  {name:<11} {metrics["retrieval/rsum"]:6.1f} / '
-                  f'{metrics["retrieval/fold100_rsum"]:6.1f}')
-    print(f'\n[demo] done in {time.time() - start:.0f} s; checkpoints and theta plots '
-          f'(pooling_weights/) under {args.work_dir}')
+            print(
+                f'  {name:<11} {metrics["retrieval/rsum"]:6.1f} / '
+                f'{metrics["retrieval/fold100_rsum"]:6.1f}'
+            )
+    print(
+        f'\n[demo] done in {time.time() - start:.0f} s; checkpoints and theta plots '
+        f'(pooling_weights/) under {args.work_dir}'
+    )
 
 
 if __name__ == '__main__':

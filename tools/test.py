@@ -26,12 +26,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='write the metrics to this JSON file')
     parser.add_argument('--work-dir', help='where logs go')
-    parser.add_argument('--data-root',
-                        help='set `data_root` of the train/val/test datasets in one go')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config fields')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+    parser.add_argument(
+        '--data-root', help='set `data_root` of the train/val/test datasets in one go'
+    )
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='override config fields'
+    )
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher',
+    )
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -44,8 +50,9 @@ def print_metrics(metrics: dict) -> None:
     rsum = [k for k in metrics if k.endswith('rsum') and 'fold' not in k]
     if rsum:
         prefix = rsum[0][: -len('rsum')]
-        folds = sorted({k[len(prefix) + 4:].split('_')[0] for k in metrics
-                        if k.startswith(prefix + 'fold')})
+        folds = sorted(
+            {k[len(prefix) + 4 :].split('_')[0] for k in metrics if k.startswith(prefix + 'fold')}
+        )
         fold_size = int(folds[0]) if folds and folds[0].isdigit() else None
         print(format_retrieval_table(metrics, fold_size=fold_size, prefix=prefix))
     else:

@@ -23,17 +23,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a model with mmengine.')
     parser.add_argument('config', help='config file')
     parser.add_argument('--work-dir', help='where logs and checkpoints go')
-    parser.add_argument('--resume', nargs='?', type=str, const='auto',
-                        help='resume from CKPT, or from the latest checkpoint of the work dir')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from CKPT, or from the latest checkpoint of the work dir',
+    )
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the LR by total batch / auto_scale_lr.base_batch_size')
-    parser.add_argument('--data-root',
-                        help='set `data_root` of the train/val/test datasets in one go')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config fields, e.g. train_cfg.max_epochs=5')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the LR by total batch / auto_scale_lr.base_batch_size',
+    )
+    parser.add_argument(
+        '--data-root', help='set `data_root` of the train/val/test datasets in one go'
+    )
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config fields, e.g. train_cfg.max_epochs=5',
+    )
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher',
+    )
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -59,6 +76,13 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.amp:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit(
+                "--amp: mmengine's AmpOptimWrapper needs a GPU; none is visible. "
+                'Drop --amp to train in float32 on the CPU.'
+            )
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
@@ -67,8 +91,10 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
-            raise ValueError(f'--auto-scale-lr: {args.config} has no '
-                             '`auto_scale_lr = dict(base_batch_size=...)`.')
+            raise ValueError(
+                f'--auto-scale-lr: {args.config} has no '
+                '`auto_scale_lr = dict(base_batch_size=...)`.'
+            )
         cfg.auto_scale_lr.enable = True
     return cfg
 

@@ -7,8 +7,13 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
     # Early stopping in the MLRC sense: keep the checkpoint with the best validation MAP@R.
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1,
-                    save_best='dml/mean_average_precision_at_r', rule='greater'),
+    checkpoint=dict(
+        type='CheckpointHook',
+        interval=1,
+        max_keep_ckpts=1,
+        save_best='dml/mean_average_precision_at_r',
+        rule='greater',
+    ),
     # Calls ClassDisjointSampler.set_epoch: new batches every epoch.
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )

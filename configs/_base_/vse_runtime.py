@@ -7,8 +7,13 @@ default_hooks = dict(
     # One line every `interval` iterations with loss, lr, time and ETA (the progress display).
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2,
-                    save_best='retrieval/rsum', rule='greater'),
+    checkpoint=dict(
+        type='CheckpointHook',
+        interval=1,
+        max_keep_ckpts=2,
+        save_best='retrieval/rsum',
+        rule='greater',
+    ),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 custom_hooks = [

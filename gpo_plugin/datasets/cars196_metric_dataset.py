@@ -16,9 +16,11 @@ class Cars196MetricDataset(MetricLearningDataset):
     ``car_ims/``.
     """
 
-    LAYOUT = ('  cars_annos.mat   the all-images annotation file: struct array `annotations` '
-              'with fields relative_im_path, class (1..196), ...\n'
-              '  car_ims/000001.jpg ...')
+    LAYOUT = (
+        '  cars_annos.mat   the all-images annotation file: struct array `annotations` '
+        'with fields relative_im_path, class (1..196), ...\n'
+        '  car_ims/000001.jpg ...'
+    )
     NUM_TRAIN_CLASSES = 98
 
     def read_split(self, split: str) -> list[tuple[str, int]]:
@@ -30,9 +32,14 @@ class Cars196MetricDataset(MetricLearningDataset):
             paths = [str(p) for p in annotations['relative_im_path']]
             classes = [int(c) for c in annotations['class']]
         except Exception as error:  # a .mat of the wrong shape fails in many ways
-            raise ValueError(f'Cars196MetricDataset: cannot read {path} ({error!r}); expected '
-                             f'layout:\n{self.LAYOUT}') from None
-        records = [(p, c) for p, c in zip(paths, classes, strict=True)
-                   if (c <= self.NUM_TRAIN_CLASSES) == (split == 'train')]
+            raise ValueError(
+                f'Cars196MetricDataset: cannot read {path} ({error!r}); expected '
+                f'layout:\n{self.LAYOUT}'
+            ) from None
+        records = [
+            (p, c)
+            for p, c in zip(paths, classes, strict=True)
+            if (c <= self.NUM_TRAIN_CLASSES) == (split == 'train')
+        ]
         self.check_images([p for p, _ in records])
         return records

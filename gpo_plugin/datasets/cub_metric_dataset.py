@@ -15,23 +15,30 @@ class CUBMetricDataset(MetricLearningDataset):
     Args: see :class:`MetricLearningDataset`; ``data_root`` is the ``CUB_200_2011`` folder.
     """
 
-    LAYOUT = ('  images.txt               "<image_id> <relative image path>" per line\n'
-              '  image_class_labels.txt   "<image_id> <class_id in 1..200>" per line\n'
-              '  images/<relative image path>  (e.g. images/001.Black_footed_Albatross/x.jpg)')
+    LAYOUT = (
+        '  images.txt               "<image_id> <relative image path>" per line\n'
+        '  image_class_labels.txt   "<image_id> <class_id in 1..200>" per line\n'
+        '  images/<relative image path>  (e.g. images/001.Black_footed_Albatross/x.jpg)'
+    )
     NUM_TRAIN_CLASSES = 100
 
     def read_split(self, split: str) -> list[tuple[str, int]]:
         paths = {}
-        for line_no, (image_id, path) in self.read_table('images.txt', 2,
-                                                         '"<image_id> <relative path>"'):
+        for line_no, (image_id, path) in self.read_table(
+            'images.txt', 2, '"<image_id> <relative path>"'
+        ):
             paths[image_id] = (line_no, path)
         records = []
         expected = '"<image_id> <class_id>"'
         for line_no, (image_id, label) in self.read_table('image_class_labels.txt', 2, expected):
             cls = self.as_int(label, 'image_class_labels.txt', line_no, expected)
             if image_id not in paths:
-                raise self.malformed(self.require_file('image_class_labels.txt'), line_no,
-                                     f'{image_id} {label}', 'an image_id listed in images.txt')
+                raise self.malformed(
+                    self.require_file('image_class_labels.txt'),
+                    line_no,
+                    f'{image_id} {label}',
+                    'an image_id listed in images.txt',
+                )
             is_train = cls <= self.NUM_TRAIN_CLASSES
             if is_train == (split == 'train'):
                 records.append((f'images/{paths[image_id][1]}', cls))

@@ -48,25 +48,38 @@ class MetricLearningDataset(BaseDataset):
 
     LAYOUT = ''
 
-    def __init__(self, data_root: str, split: str = 'train', fold: int | None = None,
-                 fold_role: str = 'train', num_folds: int = 4, pipeline=(),
-                 test_mode: bool | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        data_root: str,
+        split: str = 'train',
+        fold: int | None = None,
+        fold_role: str = 'train',
+        num_folds: int = 4,
+        pipeline=(),
+        test_mode: bool | None = None,
+        **kwargs,
+    ) -> None:
         name = type(self).__name__
         if split not in SPLITS:
             raise ValueError(f"{name}: split must be 'train' or 'test', got {split!r}.")
         if fold is not None and split != 'train':
-            raise ValueError(f"{name}: MLRC folds split the training classes; use split='train' "
-                             f'with fold={fold}.')
+            raise ValueError(
+                f"{name}: MLRC folds split the training classes; use split='train' "
+                f'with fold={fold}.'
+            )
         if fold_role not in ('train', 'val'):
             raise ValueError(f"{name}: fold_role must be 'train' or 'val', got {fold_role!r}.")
         if not osp.isdir(data_root):
-            raise FileNotFoundError(f'{name}: data_root {data_root!r} is not a directory. '
-                                    f'Expected layout:\n{self.LAYOUT}')
+            raise FileNotFoundError(
+                f'{name}: data_root {data_root!r} is not a directory. '
+                f'Expected layout:\n{self.LAYOUT}'
+            )
         self.split, self.fold, self.fold_role, self.num_folds = split, fold, fold_role, num_folds
         if test_mode is None:
             test_mode = split == 'test' or (fold is not None and fold_role == 'val')
-        super().__init__(ann_file='', data_root=data_root, pipeline=pipeline,
-                         test_mode=test_mode, **kwargs)
+        super().__init__(
+            ann_file='', data_root=data_root, pipeline=pipeline, test_mode=test_mode, **kwargs
+        )
 
     @abstractmethod
     def read_split(self, split: str) -> list[tuple[str, int]]:
@@ -80,32 +93,42 @@ class MetricLearningDataset(BaseDataset):
             classes = held_out if self.fold_role == 'val' else kept
         index = {c: i for i, c in enumerate(classes)}
         self._metainfo['classes'] = tuple(str(c) for c in classes)
-        return [dict(img_path=osp.join(self.data_root, path), gt_label=index[c], class_id=c)
-                for path, c in records if c in index]
+        return [
+            dict(img_path=osp.join(self.data_root, path), gt_label=index[c], class_id=c)
+            for path, c in records
+            if c in index
+        ]
 
     # -- helpers for readers --------------------------------------------------------------------
 
     def require_file(self, relative: str) -> str:
         path = osp.join(self.data_root, relative)
         if not osp.isfile(path):
-            raise FileNotFoundError(f'{type(self).__name__}: missing {path}. Expected layout under '
-                                    f'data_root:\n{self.LAYOUT}')
+            raise FileNotFoundError(
+                f'{type(self).__name__}: missing {path}. Expected layout under '
+                f'data_root:\n{self.LAYOUT}'
+            )
         return path
 
     def check_images(self, relative_paths: list[str]) -> None:
         missing = [p for p in relative_paths if not osp.isfile(osp.join(self.data_root, p))]
         if missing:
-            raise FileNotFoundError(f'{type(self).__name__}: {len(missing)} image(s) listed in the '
-                                    f'annotations are missing, e.g. '
-                                    f'{osp.join(self.data_root, missing[0])}. Expected layout '
-                                    f'under data_root:\n{self.LAYOUT}')
+            raise FileNotFoundError(
+                f'{type(self).__name__}: {len(missing)} image(s) listed in the '
+                f'annotations are missing, e.g. '
+                f'{osp.join(self.data_root, missing[0])}. Expected layout '
+                f'under data_root:\n{self.LAYOUT}'
+            )
 
     def malformed(self, path: str, line_no: int, line: str, expected: str) -> ValueError:
-        return ValueError(f'{type(self).__name__}: malformed line {line_no} of {path}: '
-                          f'{line.strip()!r}; expected {expected}.')
+        return ValueError(
+            f'{type(self).__name__}: malformed line {line_no} of {path}: '
+            f'{line.strip()!r}; expected {expected}.'
+        )
 
-    def read_table(self, relative: str, columns: int, expected: str,
-                   header: bool = False) -> list[tuple[int, list[str]]]:
+    def read_table(
+        self, relative: str, columns: int, expected: str, header: bool = False
+    ) -> list[tuple[int, list[str]]]:
         """(line number, fields) of whitespace-separated rows with exactly ``columns`` fields."""
         path = self.require_file(relative)
         rows = []
@@ -118,13 +141,15 @@ class MetricLearningDataset(BaseDataset):
                     raise self.malformed(path, line_no, line, expected)
                 rows.append((line_no, fields))
         if not rows:
-            raise ValueError(f'{type(self).__name__}: {path} lists no images; expected lines '
-                             f'{expected}.')
+            raise ValueError(
+                f'{type(self).__name__}: {path} lists no images; expected lines {expected}.'
+            )
         return rows
 
     def as_int(self, value: str, relative: str, line_no: int, expected: str) -> int:
         try:
             return int(value)
         except ValueError:
-            raise self.malformed(osp.join(self.data_root, relative), line_no, value,
-                                 expected) from None
+            raise self.malformed(
+                osp.join(self.data_root, relative), line_no, value, expected
+            ) from None

@@ -41,17 +41,31 @@ class PrecompCaptionDataset(BaseDataset):
         test_mode: mmengine flag (no effect on the data).
     """
 
-    def __init__(self, data_root: str, split: str, tokenizer: dict, feat_dim: int | None = None,
-                 captions_per_image: int | None = None, max_images: int | None = None,
-                 pipeline: list | None = None, test_mode: bool = False, **kwargs) -> None:
+    def __init__(
+        self,
+        data_root: str,
+        split: str,
+        tokenizer: dict,
+        feat_dim: int | None = None,
+        captions_per_image: int | None = None,
+        max_images: int | None = None,
+        pipeline: list | None = None,
+        test_mode: bool = False,
+        **kwargs,
+    ) -> None:
         self.split = split
         self.feat_dim = feat_dim
         self.expected_k = captions_per_image
         self.max_images = max_images
         self.tokenizer = build_caption_tokenizer(tokenizer)
         self._ims: np.ndarray | None = None
-        super().__init__(data_root=data_root, pipeline=pipeline or [], test_mode=test_mode,
-                         serialize_data=False, **kwargs)
+        super().__init__(
+            data_root=data_root,
+            pipeline=pipeline or [],
+            test_mode=test_mode,
+            serialize_data=False,
+            **kwargs,
+        )
 
     # -- files ---------------------------------------------------------------------------
     def _file(self, suffix: str) -> Path:
@@ -72,26 +86,33 @@ class PrecompCaptionDataset(BaseDataset):
 
     def load_data_list(self) -> list[dict]:
         ims_path, caps_path = self._file('ims.npy'), self._file('caps.txt')
-        for path, what in ((ims_path, '(N, R, D) float region features'),
-                           (caps_path, 'one caption a line, k consecutive lines per image')):
+        for path, what in (
+            (ims_path, '(N, R, D) float region features'),
+            (caps_path, 'one caption a line, k consecutive lines per image'),
+        ):
             if not path.is_file():
                 raise FileNotFoundError(
                     f'PrecompCaptionDataset: {path} not found; expected {what} for split '
                     f"'{self.split}'. Set `data_root` to the folder with {{split}}_ims.npy, "
-                    '{split}_caps.txt, {split}_ids.txt (e.g. via --cfg-options).')
+                    '{split}_caps.txt, {split}_ids.txt (e.g. via --cfg-options).'
+                )
         try:
             ims = np.load(ims_path, mmap_mode='r')
         except ValueError as err:
-            raise ValueError(f'PrecompCaptionDataset: {ims_path} is not a readable .npy array '
-                             f'({err}).') from None
+            raise ValueError(
+                f'PrecompCaptionDataset: {ims_path} is not a readable .npy array ({err}).'
+            ) from None
         if ims.ndim != 3:
-            raise ValueError(f'PrecompCaptionDataset: {ims_path} must hold an (N, R, D) array '
-                             f'(images, regions, feature dim), got shape {ims.shape}.')
+            raise ValueError(
+                f'PrecompCaptionDataset: {ims_path} must hold an (N, R, D) array '
+                f'(images, regions, feature dim), got shape {ims.shape}.'
+            )
         if self.feat_dim is not None and ims.shape[2] != self.feat_dim:
             raise ValueError(
                 f'PrecompCaptionDataset: {ims_path} has feature dimension {ims.shape[2]}, but the '
                 f'config expects feat_dim={self.feat_dim}; set `feat_dim` of the dataset and '
-                '`in_channels` of the image encoder to the features you have.')
+                '`in_channels` of the image encoder to the features you have.'
+            )
         with open(caps_path, encoding='utf-8') as f:
             captions = [line.strip() for line in f]
         num_images, num_caps = ims.shape[0], len(captions)
@@ -99,17 +120,19 @@ class PrecompCaptionDataset(BaseDataset):
             raise ValueError(
                 f'PrecompCaptionDataset: {caps_path} has {num_caps} captions for {num_images} '
                 f'images in {ims_path}; expected a positive multiple of {num_images} (k '
-                'consecutive captions per image).')
+                'consecutive captions per image).'
+            )
         k = num_caps // num_images
         if self.expected_k is not None and k != self.expected_k:
-            raise ValueError(f'PrecompCaptionDataset: {caps_path} has {k} captions per image, '
-                             f'the config expects captions_per_image={self.expected_k}.')
+            raise ValueError(
+                f'PrecompCaptionDataset: {caps_path} has {k} captions per image, '
+                f'the config expects captions_per_image={self.expected_k}.'
+            )
         ids = self._read_ids(num_images, k)
         if self.max_images is not None:
             num_images = min(num_images, self.max_images)
         self._metainfo.update(captions_per_image=k, num_images=num_images, image_ids=ids)
-        return [dict(img_idx=c // k, cap_idx=c, caption=captions[c])
-                for c in range(num_images * k)]
+        return [dict(img_idx=c // k, cap_idx=c, caption=captions[c]) for c in range(num_images * k)]
 
     def _read_ids(self, num_images: int, k: int) -> list[str]:
         path = self._file('ids.txt')
@@ -120,8 +143,10 @@ class PrecompCaptionDataset(BaseDataset):
         if len(ids) == num_images * k and k > 1:
             ids = ids[::k]
         if len(ids) != num_images:
-            raise ValueError(f'PrecompCaptionDataset: {path} has {len(ids)} ids; expected one '
-                             f'per image ({num_images}) or per caption ({num_images * k}).')
+            raise ValueError(
+                f'PrecompCaptionDataset: {path} has {len(ids)} ids; expected one '
+                f'per image ({num_images}) or per caption ({num_images * k}).'
+            )
         return ids
 
     # -- samples -------------------------------------------------------------------------

@@ -16,14 +16,18 @@ class SOPMetricDataset(MetricLearningDataset):
     folder.
     """
 
-    LAYOUT = ('  Ebay_train.txt, Ebay_test.txt   header "image_id class_id super_class_id path", '
-              'then one image per line\n'
-              '  <path>  (e.g. bicycle_final/111085122871_0.JPG)')
+    LAYOUT = (
+        '  Ebay_train.txt, Ebay_test.txt   header "image_id class_id super_class_id path", '
+        'then one image per line\n'
+        '  <path>  (e.g. bicycle_final/111085122871_0.JPG)'
+    )
 
     def read_split(self, split: str) -> list[tuple[str, int]]:
         name = f'Ebay_{split}.txt'
         expected = '"<image_id> <class_id> <super_class_id> <path>"'
-        records = [(path, self.as_int(cls, name, line_no, expected))
-                   for line_no, (_, cls, _, path) in self.read_table(name, 4, expected, header=True)]
+        records = [
+            (path, self.as_int(cls, name, line_no, expected))
+            for line_no, (_, cls, _, path) in self.read_table(name, 4, expected, header=True)
+        ]
         self.check_images([p for p, _ in records])
         return records

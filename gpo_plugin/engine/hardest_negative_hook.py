@@ -23,8 +23,9 @@ class HardestNegativeHook(Hook):
 
     def __init__(self, warmup_epochs: int = 1) -> None:
         if warmup_epochs < 0:
-            raise ValueError(f'HardestNegativeHook: warmup_epochs must be >= 0, got '
-                             f'{warmup_epochs}.')
+            raise ValueError(
+                f'HardestNegativeHook: warmup_epochs must be >= 0, got {warmup_epochs}.'
+            )
         self.warmup_epochs = warmup_epochs
 
     def before_train_epoch(self, runner) -> None:
@@ -32,11 +33,14 @@ class HardestNegativeHook(Hook):
         hardest = runner.epoch >= self.warmup_epochs
         losses = [m for m in model.modules() if hasattr(m, 'max_violation')]
         if not losses:
-            raise RuntimeError('HardestNegativeHook: the model has no loss with a '
-                               '`max_violation` attribute (e.g. ContrastiveLoss); remove the hook '
-                               'from custom_hooks or use such a loss.')
+            raise RuntimeError(
+                'HardestNegativeHook: the model has no loss with a '
+                '`max_violation` attribute (e.g. ContrastiveLoss); remove the hook '
+                'from custom_hooks or use such a loss.'
+            )
         for loss in losses:
             if loss.max_violation != hardest:
-                runner.logger.info(f'HardestNegativeHook: epoch {runner.epoch}: '
-                                   f'max_violation -> {hardest}')
+                runner.logger.info(
+                    f'HardestNegativeHook: epoch {runner.epoch}: max_violation -> {hardest}'
+                )
             loss.max_violation = hardest

@@ -30,8 +30,12 @@ class PoolingWeightsHook(Hook):
 
     priority = 'LOW'
 
-    def __init__(self, set_sizes: Sequence[int] = (5, 10, 20, 36),
-                 out_dir: str = 'pooling_weights', interval: int = 1) -> None:
+    def __init__(
+        self,
+        set_sizes: Sequence[int] = (5, 10, 20, 36),
+        out_dir: str = 'pooling_weights',
+        interval: int = 1,
+    ) -> None:
         self.set_sizes = [int(n) for n in set_sizes]
         if not self.set_sizes or min(self.set_sizes) < 1:
             raise ValueError(f'PoolingWeightsHook: set_sizes must be positive, got {set_sizes}.')
@@ -46,8 +50,11 @@ class PoolingWeightsHook(Hook):
             if not callable(getattr(module, 'pool_weights', None)):
                 continue
             image = self.plot(module, name, runner.epoch + 1)
-            path = osp.join(runner.work_dir, self.out_dir,
-                            f'epoch_{runner.epoch + 1}_{name.replace(".", "_")}.png')
+            path = osp.join(
+                runner.work_dir,
+                self.out_dir,
+                f'epoch_{runner.epoch + 1}_{name.replace(".", "_")}.png',
+            )
             self.save_png(image, path)
             # No '/' in the name: LocalVisBackend writes '{name}_{step}.png' into one folder.
             runner.visualizer.add_image(f'pooling_weights_{name}', image, step=runner.epoch + 1)

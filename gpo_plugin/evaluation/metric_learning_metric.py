@@ -36,10 +36,16 @@ class MetricLearningMetric(BaseMetric):
 
     default_prefix = 'dml'
 
-    def __init__(self, recall_ks: Sequence[int] = (1, 2, 4, 8), with_nmi: bool = False,
-                 normalize: bool = True, backend: str = 'auto',
-                 max_memory_bytes: int = DEFAULT_MEMORY_BYTES, collect_device: str = 'cpu',
-                 prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        recall_ks: Sequence[int] = (1, 2, 4, 8),
+        with_nmi: bool = False,
+        normalize: bool = True,
+        backend: str = 'auto',
+        max_memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        collect_device: str = 'cpu',
+        prefix: str | None = None,
+    ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.recall_ks = tuple(recall_ks)
         self.with_nmi = with_nmi
@@ -50,18 +56,29 @@ class MetricLearningMetric(BaseMetric):
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
             if 'embedding' not in sample:
-                raise KeyError('MetricLearningMetric: data samples carry no `embedding`; use a '
-                               "model whose head is `MetricLearningHead` (model.head.type).")
-            self.results.append((sample['embedding'].detach().float().cpu(),
-                                 int(torch.as_tensor(sample['gt_label']).reshape(-1)[0])))
+                raise KeyError(
+                    'MetricLearningMetric: data samples carry no `embedding`; use a '
+                    'model whose head is `MetricLearningHead` (model.head.type).'
+                )
+            self.results.append(
+                (
+                    sample['embedding'].detach().float().cpu(),
+                    int(torch.as_tensor(sample['gt_label']).reshape(-1)[0]),
+                )
+            )
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         embeddings = torch.stack([emb for emb, _ in results])
         labels = torch.tensor([label for _, label in results])
         if self.normalize:
             embeddings = torch.nn.functional.normalize(embeddings, dim=1)
-        metrics = retrieval_metrics(embeddings, labels, self.recall_ks, backend=self.backend,
-                                    max_memory_bytes=self.max_memory_bytes)
+        metrics = retrieval_metrics(
+            embeddings,
+            labels,
+            self.recall_ks,
+            backend=self.backend,
+            max_memory_bytes=self.max_memory_bytes,
+        )
         if self.with_nmi:
             metrics['nmi'] = clustering_nmi(embeddings, labels)
         return metrics

@@ -10,7 +10,7 @@ from mmengine.logging import MMLogger
 
 from gpo_plugin.registry import METRICS
 
-from .functional.retrieval_ranks import retrieval_ranks, summarize_ranks
+from .functional.retrieval_ranks import fold_summaries, retrieval_ranks, summarize_ranks
 
 _COLUMNS = ('R@1', 'R@5', 'R@10', 'medr', 'meanr')
 
@@ -34,8 +34,13 @@ class VSERetrievalMetric(BaseMetric):
 
     default_prefix = 'retrieval'
 
-    def __init__(self, fold_size: int | None = None, chunk_size: int = 1024,
-                 collect_device: str = 'cpu', prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        fold_size: int | None = None,
+        chunk_size: int = 256,
+        collect_device: str = 'cpu',
+        prefix: str | None = None,
+    ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.fold_size = fold_size
         self.chunk_size = chunk_size
@@ -51,16 +56,27 @@ class VSERetrievalMetric(BaseMetric):
             if img_idx not in self._seen_images:
                 self._seen_images.add(img_idx)
                 img_emb = sample['img_emb'].detach().float().cpu()
-            self.results.append((img_idx, int(sample['cap_idx']), img_emb,
-                                 sample['txt_emb'].detach().float().cpu()))
+            self.results.append(
+                (img_idx, int(sample['cap_idx']), img_emb, sample['txt_emb'].detach().float().cpu())
+            )
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         img_emb, txt_emb, txt_img = self.gather(results)
-        metrics = summarize_ranks(*retrieval_ranks(img_emb, txt_emb, txt_img, self.chunk_size))
-        if self.fold_size:
-            metrics.update(self.fold_metrics(img_emb, txt_emb, txt_img))
+        fold_size = self.fold_size
+        if fold_size and (len(img_emb) < fold_size or len(img_emb) % fold_size):
+            MMLogger.get_current_instance().warning(
+                f'VSERetrievalMetric: {len(img_emb)} images do not split into folds of '
+                f'fold_size={fold_size}; the fold result is skipped.'
+            )
+            fold_size = None
+        ranks = retrieval_ranks(img_emb, txt_emb, txt_img, self.chunk_size, fold_size)
+        metrics = summarize_ranks(ranks.i2t, ranks.t2i)
+        if fold_size:
+            folds = fold_summaries(ranks, txt_img, fold_size)
+            metrics.update({f'fold{fold_size}_{key}': value for key, value in folds.items()})
         MMLogger.get_current_instance().info(
-            '\n' + format_retrieval_table(metrics, len(img_emb), len(txt_emb), self.fold_size))
+            '\n' + format_retrieval_table(metrics, len(img_emb), len(txt_emb), fold_size)
+        )
         return metrics
 
     @staticmethod
@@ -80,32 +96,23 @@ class VSERetrievalMetric(BaseMetric):
         txt_img = torch.tensor([row_of[captions[k][0]] for k in caption_keys], dtype=torch.long)
         return img_emb, txt_emb, txt_img
 
-    def fold_metrics(self, img_emb, txt_emb, txt_img) -> dict[str, float]:
-        """Metrics averaged over consecutive folds of ``fold_size`` images."""
-        num_folds = len(img_emb) // self.fold_size
-        if num_folds < 1 or len(img_emb) % self.fold_size:
-            MMLogger.get_current_instance().warning(
-                f'VSERetrievalMetric: {len(img_emb)} images do not split into folds of '
-                f'fold_size={self.fold_size}; the fold result is skipped.')
-            return {}
-        per_fold = []
-        for f in range(num_folds):
-            lo, hi = f * self.fold_size, (f + 1) * self.fold_size
-            in_fold = (txt_img >= lo) & (txt_img < hi)
-            ranks = retrieval_ranks(img_emb[lo:hi], txt_emb[in_fold], txt_img[in_fold] - lo,
-                                    self.chunk_size)
-            per_fold.append(summarize_ranks(*ranks))
-        return {f'fold{self.fold_size}_{key}': sum(m[key] for m in per_fold) / num_folds
-                for key in per_fold[0]}
 
-
-def format_retrieval_table(metrics: dict[str, float], num_images: int | None = None,
-                           num_captions: int | None = None, fold_size: int | None = None,
-                           prefix: str = '') -> str:
+def format_retrieval_table(
+    metrics: dict[str, float],
+    num_images: int | None = None,
+    num_captions: int | None = None,
+    fold_size: int | None = None,
+    prefix: str = '',
+) -> str:
     """The papers' layout: one row per setting, i2t and t2i R@1/5/10, medr, meanr, rSum."""
-    header = (f'{"setting":<22}| {"image-to-text":^38} | {"text-to-image":^38} | {"rSum":>6}\n'
-              f'{"":<22}| ' + ' '.join(f'{c:>7}' for c in _COLUMNS) + '  | '
-              + ' '.join(f'{c:>7}' for c in _COLUMNS) + f'  | {"":>6}')
+    header = (
+        f'{"setting":<22}| {"image-to-text":^38} | {"text-to-image":^38} | {"rSum":>6}\n'
+        f'{"":<22}| '
+        + ' '.join(f'{c:>7}' for c in _COLUMNS)
+        + '  | '
+        + ' '.join(f'{c:>7}' for c in _COLUMNS)
+        + f'  | {"":>6}'
+    )
     rows = []
     settings = [('', f'all ({num_images} img)' if num_images else 'all')]
     if fold_size:
@@ -115,9 +122,13 @@ def format_retrieval_table(metrics: dict[str, float], num_images: int | None = N
         if not all(k in metrics for k in keys):
             continue
         values = [metrics[k] for k in keys]
-        row = (f'{label:<22}| ' + ' '.join(f'{v:7.1f}' for v in values[:5]) + '  | '
-               + ' '.join(f'{v:7.1f}' for v in values[5:])
-               + f'  | {metrics[f"{prefix}{key_prefix}rsum"]:6.1f}')
+        row = (
+            f'{label:<22}| '
+            + ' '.join(f'{v:7.1f}' for v in values[:5])
+            + '  | '
+            + ' '.join(f'{v:7.1f}' for v in values[5:])
+            + f'  | {metrics[f"{prefix}{key_prefix}rsum"]:6.1f}'
+        )
         rows.append(row)
     caption_note = f', {num_captions} captions' if num_captions else ''
     return f'Image-text retrieval{caption_note}\n' + header + '\n' + '\n'.join(rows)

@@ -24,13 +24,14 @@ class MetricLearner(ImageClassifier):
     def __init__(self, backbone: dict, neck: dict, head: dict, **kwargs) -> None:
         super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)
         if getattr(self.head, 'needs_attributes', False) and not isinstance(self.neck, GSP):
-            raise ValueError(f'MetricLearner: head.zero_shot_loss needs attribute vectors, but the '
-                             f'neck {type(self.neck).__name__} gives none; use '
-                             "neck=dict(type='GSP', ...) or remove head.zero_shot_loss.")
+            raise ValueError(
+                f'MetricLearner: head.zero_shot_loss needs attribute vectors, but the '
+                f'neck {type(self.neck).__name__} gives none; use '
+                "neck=dict(type='GSP', ...) or remove head.zero_shot_loss."
+            )
 
     def loss(self, inputs: Tensor, data_samples: list[DataSample]) -> dict:
         if not getattr(self.head, 'needs_attributes', False):
             return super().loss(inputs, data_samples)
         pooled, attributes = self.neck(self.backbone(inputs), return_attributes=True)
         return self.head.loss(pooled, data_samples, attributes=attributes)
-

@@ -33,10 +33,18 @@ class VSERetriever(BaseModel):
       retrieval metric.
     """
 
-    def __init__(self, img_enc: dict, txt_enc: dict, head: dict | None = None,
-                 data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
-        super().__init__(data_preprocessor=data_preprocessor or dict(type='BaseDataPreprocessor'),
-                         init_cfg=init_cfg)
+    def __init__(
+        self,
+        img_enc: dict,
+        txt_enc: dict,
+        head: dict | None = None,
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
+        super().__init__(
+            data_preprocessor=data_preprocessor or dict(type='BaseDataPreprocessor'),
+            init_cfg=init_cfg,
+        )
         self.img_enc = MODELS.build(img_enc)
         self.txt_enc = MODELS.build(txt_enc)
         self.head = MODELS.build(head or dict(type='VSEHead'))
@@ -45,8 +53,10 @@ class VSERetriever(BaseModel):
         """Unit-norm image and caption embeddings, (B, E) each."""
         missing = {'regions', 'region_lengths', 'tokens', 'token_lengths'} - set(inputs)
         if missing:
-            raise KeyError(f'VSERetriever: inputs lack {sorted(missing)}; build the dataloader '
-                           "with collate_fn=dict(type='vse_collate').")
+            raise KeyError(
+                f'VSERetriever: inputs lack {sorted(missing)}; build the dataloader '
+                "with collate_fn=dict(type='vse_collate')."
+            )
         img = self.img_enc(inputs['regions'], inputs['region_lengths'])
         txt = self.txt_enc(inputs['tokens'], inputs['token_lengths'])
         return self.head(img, txt)
@@ -59,9 +69,12 @@ class VSERetriever(BaseModel):
             return self.head.loss(img_emb, txt_emb)
         if mode == 'predict':
             if data_samples is None:
-                raise ValueError("VSERetriever: mode='predict' needs data_samples with img_idx "
-                                 'and cap_idx.')
+                raise ValueError(
+                    "VSERetriever: mode='predict' needs data_samples with img_idx and cap_idx."
+                )
             img_idx, cap_idx = data_samples['img_idx'].tolist(), data_samples['cap_idx'].tolist()
-            return [dict(img_emb=i, txt_emb=t, img_idx=ii, cap_idx=ci)
-                    for i, t, ii, ci in zip(img_emb, txt_emb, img_idx, cap_idx, strict=True)]
+            return [
+                dict(img_emb=i, txt_emb=t, img_idx=ii, cap_idx=ci)
+                for i, t, ii, ci in zip(img_emb, txt_emb, img_idx, cap_idx, strict=True)
+            ]
         raise ValueError(f"VSERetriever: mode must be 'tensor', 'loss' or 'predict', got {mode!r}.")

@@ -10,8 +10,9 @@ from torch import Tensor
 from gpo_plugin.models.utils.partial_transport import transport_cost
 
 
-def unrolled_transport(cost: Tensor, mu: float, gamma: float,
-                       iterations: int = 100) -> tuple[Tensor, Tensor, Tensor]:
+def unrolled_transport(
+    cost: Tensor, mu: float, gamma: float, iterations: int = 100
+) -> tuple[Tensor, Tensor, Tensor]:
     """u <- (1/n) / (1 + lam s), lam <- mu / sum_j u_j s_j, ``iterations`` times from lam = mu.
 
     Args:
@@ -31,8 +32,9 @@ def unrolled_transport(cost: Tensor, mu: float, gamma: float,
     return u, lam[:, None, None] * kernel * u[:, None, :], lam
 
 
-def fixed_point_lambda(cost: Tensor, mu: float, gamma: float, tol: float = 1e-15,
-                       max_iter: int = 1_000_000) -> Tensor:
+def fixed_point_lambda(
+    cost: Tensor, mu: float, gamma: float, tol: float = 1e-15, max_iter: int = 1_000_000
+) -> Tensor:
     """The same fixed-point iteration, without gradients, run until lambda stops changing."""
     with torch.no_grad():
         n = cost.shape[-1]
@@ -61,8 +63,9 @@ def unrolled_gsp(gsp, feature_map: Tensor, iterations: int = 100) -> tuple[Tenso
     n = height * width
     x = gsp.proj(feature_map.flatten(2).transpose(1, 2))
     mu = gsp.transport_ratio
-    residual, plan, _ = unrolled_transport(transport_cost(x, gsp.prototypes), mu, gsp.gamma,
-                                           iterations)
+    residual, plan, _ = unrolled_transport(
+        transport_cost(x, gsp.prototypes), mu, gsp.gamma, iterations
+    )
     weights = (1 - n * residual) / mu
     pooled = (weights[..., None] * x).mean(dim=1)
     return pooled, plan.sum(-1) / mu, weights.reshape(batch, height, width)

@@ -9,22 +9,24 @@ from __future__ import annotations
 import numpy as np
 
 
-def reference_ranks(sims: np.ndarray, txt_img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """0-based ranks from a full (N_img, N_txt) score matrix by per-row argsort.
+def reference_ranks(
+    img_emb: np.ndarray, txt_emb: np.ndarray, txt_img: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """0-based ranks by per-row scoring and argsort, as the published evaluation does.
 
-    i2t: for each image, the best position of any of its captions in the descending
-    order of its row; t2i: the position of each caption's image in its column.
+    i2t: for each image, score all captions, sort descending, take the best position of
+    any of its captions; t2i: for each caption, score all images, sort, take the position
+    of its image.
     """
-    n_img, n_txt = sims.shape
+    n_img, n_txt = len(img_emb), len(txt_emb)
     i2t = np.zeros(n_img, dtype=np.int64)
     for i in range(n_img):
-        order = np.argsort(sims[i])[::-1]
+        order = np.argsort(txt_emb @ img_emb[i])[::-1]
         own = np.flatnonzero(txt_img == i)
         i2t[i] = min(np.where(order == c)[0][0] for c in own)
     t2i = np.zeros(n_txt, dtype=np.int64)
-    columns = sims.T
     for j in range(n_txt):
-        order = np.argsort(columns[j])[::-1]
+        order = np.argsort(img_emb @ txt_emb[j])[::-1]
         t2i[j] = np.where(order == txt_img[j])[0][0]
     return i2t, t2i
 
@@ -41,17 +43,18 @@ def reference_summary(i2t: np.ndarray, t2i: np.ndarray) -> dict[str, float]:
     return out
 
 
-def reference_evaluation(img_emb: np.ndarray, txt_emb: np.ndarray, txt_img: np.ndarray,
-                         fold_size: int | None = None) -> dict[str, float]:
+def reference_evaluation(
+    img_emb: np.ndarray, txt_emb: np.ndarray, txt_img: np.ndarray, fold_size: int | None = None
+) -> dict[str, float]:
     """Full-set metrics, plus fold-averaged ones (``fold{fold_size}_*``) if asked."""
-    result = reference_summary(*reference_ranks(img_emb @ txt_emb.T, txt_img))
+    result = reference_summary(*reference_ranks(img_emb, txt_emb, txt_img))
     if fold_size:
         folds = []
         for f in range(len(img_emb) // fold_size):
             lo, hi = f * fold_size, (f + 1) * fold_size
             keep = (txt_img >= lo) & (txt_img < hi)
-            sims = img_emb[lo:hi] @ txt_emb[keep].T
-            folds.append(reference_summary(*reference_ranks(sims, txt_img[keep] - lo)))
+            ranks = reference_ranks(img_emb[lo:hi], txt_emb[keep], txt_img[keep] - lo)
+            folds.append(reference_summary(*ranks))
         for key in folds[0]:
             result[f'fold{fold_size}_{key}'] = float(np.mean([m[key] for m in folds]))
     return result

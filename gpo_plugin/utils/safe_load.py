@@ -20,6 +20,11 @@ except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core.multiarray import _reconstruct, scalar
 
 
+# HistoryBuffer registers these four lazily, on its first construction, so a process that
+# loads a checkpoint before building any buffer has an empty ``_statistics_methods``.
+_DEFAULT_STATISTICS = frozenset({'min', 'max', 'current', 'mean'})
+
+
 def history_buffer_method(owner: type, name: str):
     """Stand-in for ``builtins.getattr`` inside checkpoints.
 
@@ -27,7 +32,8 @@ def history_buffer_method(owner: type, name: str):
     ``getattr(HistoryBuffer, 'mean')``. Allow-listing the real ``getattr`` would let a
     checkpoint read any attribute of any allowed object; this allows only those methods.
     """
-    if owner is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+    allowed = _DEFAULT_STATISTICS | HistoryBuffer._statistics_methods.keys()
+    if owner is HistoryBuffer and name in allowed:
         return getattr(owner, name)
     raise torch.serialization.pickle.UnpicklingError(
         f'checkpoint asks for getattr({owner!r}, {name!r}); only the statistics methods of '

@@ -17,9 +17,15 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='vse_collate'),
-    dataset=dict(type='PrecompCaptionDataset', data_root=data_root, split='train',
-                 tokenizer=tokenizer, feat_dim=2048, captions_per_image=5,
-                 pipeline=train_pipeline),
+    dataset=dict(
+        type='PrecompCaptionDataset',
+        data_root=data_root,
+        split='train',
+        tokenizer=tokenizer,
+        feat_dim=2048,
+        captions_per_image=5,
+        pipeline=train_pipeline,
+    ),
 )
 # Validation on the first 1000 dev images (5000 captions), as the reference code does.
 val_dataloader = dict(
@@ -28,9 +34,17 @@ val_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='vse_collate'),
-    dataset=dict(type='PrecompCaptionDataset', data_root=data_root, split='dev',
-                 tokenizer=tokenizer, feat_dim=2048, captions_per_image=5, max_images=1000,
-                 pipeline=test_pipeline, test_mode=True),
+    dataset=dict(
+        type='PrecompCaptionDataset',
+        data_root=data_root,
+        split='dev',
+        tokenizer=tokenizer,
+        feat_dim=2048,
+        captions_per_image=5,
+        max_images=1000,
+        pipeline=test_pipeline,
+        test_mode=True,
+    ),
 )
 val_evaluator = dict(type='VSERetrievalMetric')
 # testall = 5000 images: the 5K result and the 5-fold 1K average in one evaluation.
@@ -40,8 +54,15 @@ test_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='vse_collate'),
-    dataset=dict(type='PrecompCaptionDataset', data_root=data_root, split='testall',
-                 tokenizer=tokenizer, feat_dim=2048, captions_per_image=5,
-                 pipeline=test_pipeline, test_mode=True),
+    dataset=dict(
+        type='PrecompCaptionDataset',
+        data_root=data_root,
+        split='testall',
+        tokenizer=tokenizer,
+        feat_dim=2048,
+        captions_per_image=5,
+        pipeline=test_pipeline,
+        test_mode=True,
+    ),
 )
 test_evaluator = dict(type='VSERetrievalMetric', fold_size=1000)

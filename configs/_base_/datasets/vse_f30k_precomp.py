@@ -16,9 +16,15 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='vse_collate'),
-    dataset=dict(type='PrecompCaptionDataset', data_root=data_root, split='train',
-                 tokenizer=tokenizer, feat_dim=2048, captions_per_image=5,
-                 pipeline=train_pipeline),
+    dataset=dict(
+        type='PrecompCaptionDataset',
+        data_root=data_root,
+        split='train',
+        tokenizer=tokenizer,
+        feat_dim=2048,
+        captions_per_image=5,
+        pipeline=train_pipeline,
+    ),
 )
 val_dataloader = dict(
     batch_size=128,
@@ -26,9 +32,16 @@ val_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='vse_collate'),
-    dataset=dict(type='PrecompCaptionDataset', data_root=data_root, split='dev',
-                 tokenizer=tokenizer, feat_dim=2048, captions_per_image=5,
-                 pipeline=test_pipeline, test_mode=True),
+    dataset=dict(
+        type='PrecompCaptionDataset',
+        data_root=data_root,
+        split='dev',
+        tokenizer=tokenizer,
+        feat_dim=2048,
+        captions_per_image=5,
+        pipeline=test_pipeline,
+        test_mode=True,
+    ),
 )
 val_evaluator = dict(type='VSERetrievalMetric')
 # Flickr30K 1K test: 1000 images, 5000 captions.
@@ -38,8 +51,15 @@ test_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='vse_collate'),
-    dataset=dict(type='PrecompCaptionDataset', data_root=data_root, split='test',
-                 tokenizer=tokenizer, feat_dim=2048, captions_per_image=5,
-                 pipeline=test_pipeline, test_mode=True),
+    dataset=dict(
+        type='PrecompCaptionDataset',
+        data_root=data_root,
+        split='test',
+        tokenizer=tokenizer,
+        feat_dim=2048,
+        captions_per_image=5,
+        pipeline=test_pipeline,
+        test_mode=True,
+    ),
 )
 test_evaluator = dict(type='VSERetrievalMetric')

@@ -3,10 +3,14 @@
 # the dataset's `tokenizer.path`.
 model = dict(
     type='VSERetriever',
-    img_enc=dict(type='PrecompRegionEncoder', in_channels=2048, embed_dim=1024,
-                 pooling=dict(type='GPO')),
-    txt_enc=dict(type='BertTextEncoder', pretrained='data/bert-base-uncased', embed_dim=1024,
-                 pooling=dict(type='GPO')),
-    head=dict(type='VSEHead', loss=dict(type='ContrastiveLoss', margin=0.2,
-                                        max_violation=False)),
+    img_enc=dict(
+        type='PrecompRegionEncoder', in_channels=2048, embed_dim=1024, pooling=dict(type='GPO')
+    ),
+    txt_enc=dict(
+        type='BertTextEncoder',
+        pretrained='data/bert-base-uncased',
+        embed_dim=1024,
+        pooling=dict(type='GPO'),
+    ),
+    head=dict(type='VSEHead', loss=dict(type='ContrastiveLoss', margin=0.2, max_violation=False)),
 )

@@ -3,10 +3,15 @@
 # to the dataset tokenizer's.
 model = dict(
     type='VSERetriever',
-    img_enc=dict(type='PrecompRegionEncoder', in_channels=2048, embed_dim=1024,
-                 pooling=dict(type='GPO')),
-    txt_enc=dict(type='BiGRUTextEncoder', vocab_file='data/coco/vocab.json', word_dim=300,
-                 embed_dim=1024, pooling=dict(type='GPO')),
-    head=dict(type='VSEHead', loss=dict(type='ContrastiveLoss', margin=0.2,
-                                        max_violation=False)),
+    img_enc=dict(
+        type='PrecompRegionEncoder', in_channels=2048, embed_dim=1024, pooling=dict(type='GPO')
+    ),
+    txt_enc=dict(
+        type='BiGRUTextEncoder',
+        vocab_file='data/coco/vocab.json',
+        word_dim=300,
+        embed_dim=1024,
+        pooling=dict(type='GPO'),
+    ),
+    head=dict(type='VSEHead', loss=dict(type='ContrastiveLoss', margin=0.2, max_violation=False)),
 )

@@ -28,21 +28,28 @@ class ClassDisjointSampler(Sampler[int]):
         seed: random seed (synchronised across ranks when None).
     """
 
-    def __init__(self, dataset, batch_size: int, num_per_class: int = 4,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self, dataset, batch_size: int, num_per_class: int = 4, seed: int | None = None
+    ) -> None:
         if batch_size % num_per_class:
-            raise ValueError(f'ClassDisjointSampler: batch_size ({batch_size}) must be a multiple '
-                             f'of num_per_class ({num_per_class}).')
+            raise ValueError(
+                f'ClassDisjointSampler: batch_size ({batch_size}) must be a multiple '
+                f'of num_per_class ({num_per_class}).'
+            )
         classes_per_batch = batch_size // num_per_class
         if classes_per_batch % 2:
-            raise ValueError(f'ClassDisjointSampler: batch_size / num_per_class = '
-                             f'{classes_per_batch} classes per batch; it must be even so the two '
-                             'halves of a batch hold disjoint classes.')
+            raise ValueError(
+                f'ClassDisjointSampler: batch_size / num_per_class = '
+                f'{classes_per_batch} classes per batch; it must be even so the two '
+                'halves of a batch hold disjoint classes.'
+            )
         labels = _labels_of(dataset)
         self.classes, inverse = torch.unique(labels, return_inverse=True)
         if len(self.classes) < classes_per_batch:
-            raise ValueError(f'ClassDisjointSampler: {classes_per_batch} classes per batch but the '
-                             f'dataset has only {len(self.classes)} classes; lower batch_size.')
+            raise ValueError(
+                f'ClassDisjointSampler: {classes_per_batch} classes per batch but the '
+                f'dataset has only {len(self.classes)} classes; lower batch_size.'
+            )
         order = torch.argsort(inverse, stable=True)
         counts = torch.bincount(inverse)
         self.members = list(torch.split(order, counts.tolist()))
@@ -58,7 +65,8 @@ class ClassDisjointSampler(Sampler[int]):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         for batch in range(self.num_batches * self.world_size):
             classes = torch.randperm(len(self.members), generator=generator)[
-                : self.classes_per_batch]
+                : self.classes_per_batch
+            ]
             picked = [self._pick(int(c), generator) for c in classes]
             if batch % self.world_size == self.rank:
                 yield from torch.cat(picked).tolist()
@@ -81,5 +89,7 @@ def _labels_of(dataset) -> torch.Tensor:
         return torch.as_tensor(dataset.get_gt_labels()).reshape(-1).long()
     if hasattr(dataset, 'get_cat_ids'):
         return torch.tensor([dataset.get_cat_ids(i)[0] for i in range(len(dataset))])
-    raise TypeError(f'ClassDisjointSampler: {type(dataset).__name__} exposes no labels; it needs '
-                    '`get_gt_labels()` or `get_cat_ids(index)`.')
+    raise TypeError(
+        f'ClassDisjointSampler: {type(dataset).__name__} exposes no labels; it needs '
+        '`get_gt_labels()` or `get_cat_ids(index)`.'
+    )

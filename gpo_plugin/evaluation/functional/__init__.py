@@ -1,6 +1,21 @@
-from .knn_metrics import (clustering_nmi, knn, metrics_from_neighbours, relevant_counts,
-                          retrieval_metrics)
-from .retrieval_ranks import retrieval_ranks, summarize_ranks  # noqa: F401
+from .knn_metrics import (
+    clustering_nmi,
+    knn,
+    metrics_from_neighbours,
+    relevant_counts,
+    retrieval_metrics,
+)
+from .retrieval_ranks import (  # noqa: F401
+    RetrievalRanks,
+    fold_summaries,
+    retrieval_ranks,
+    summarize_ranks,
+)
 
-__all__ = ['clustering_nmi', 'knn', 'metrics_from_neighbours', 'relevant_counts',
-           'retrieval_metrics']
+__all__ = [
+    'clustering_nmi',
+    'knn',
+    'metrics_from_neighbours',
+    'relevant_counts',
+    'retrieval_metrics',
+]

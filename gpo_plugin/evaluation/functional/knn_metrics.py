@@ -22,8 +22,13 @@ except ImportError:  # optional: the torch path gives the same neighbours
 DEFAULT_MEMORY_BYTES = 256 * 2**20
 
 
-def knn(query: Tensor, k: int, reference: Tensor | None = None, backend: str = 'auto',
-        max_memory_bytes: int = DEFAULT_MEMORY_BYTES) -> Tensor:
+def knn(
+    query: Tensor,
+    k: int,
+    reference: Tensor | None = None,
+    backend: str = 'auto',
+    max_memory_bytes: int = DEFAULT_MEMORY_BYTES,
+) -> Tensor:
     """Indices (Q, k) of the k nearest references (Euclidean), nearest first.
 
     With ``reference=None`` the query set is its own reference set and each query's own index
@@ -50,8 +55,9 @@ def knn(query: Tensor, k: int, reference: Tensor | None = None, backend: str = '
     return _knn_torch(query, k, reference, self_excluded, max_memory_bytes)
 
 
-def _knn_torch(query: Tensor, k: int, reference: Tensor, self_excluded: bool,
-               max_memory_bytes: int) -> Tensor:
+def _knn_torch(
+    query: Tensor, k: int, reference: Tensor, self_excluded: bool, max_memory_bytes: int
+) -> Tensor:
     query, reference = query.float(), reference.float()
     ref_sq = reference.pow(2).sum(1)
     chunk = max(1, max_memory_bytes // (4 * reference.shape[0]))
@@ -82,8 +88,7 @@ def _knn_faiss(query: Tensor, k: int, reference: Tensor, self_excluded: bool) ->
     return found[~is_self].reshape(found.shape[0], k)
 
 
-def relevant_counts(query_labels: Tensor, reference_labels: Tensor,
-                    self_excluded: bool) -> Tensor:
+def relevant_counts(query_labels: Tensor, reference_labels: Tensor, self_excluded: bool) -> Tensor:
     """R per query: references sharing its label (its own entry excluded when self_excluded)."""
     classes, counts = torch.unique(reference_labels, return_counts=True)
     position = torch.searchsorted(classes, query_labels).clamp_max(classes.numel() - 1)
@@ -91,8 +96,12 @@ def relevant_counts(query_labels: Tensor, reference_labels: Tensor,
     return torch.where(found, counts[position], 0) - int(self_excluded)
 
 
-def metrics_from_neighbours(neighbour_labels: Tensor, query_labels: Tensor, relevant: Tensor,
-                            recall_ks: Sequence[int] = (1, 2, 4, 8)) -> dict[str, float]:
+def metrics_from_neighbours(
+    neighbour_labels: Tensor,
+    query_labels: Tensor,
+    relevant: Tensor,
+    recall_ks: Sequence[int] = (1, 2, 4, 8),
+) -> dict[str, float]:
     """P@1, R-Precision, MAP@R and Recall@K from the labels of the ranked neighbours.
 
     Args:
@@ -123,10 +132,15 @@ def metrics_from_neighbours(neighbour_labels: Tensor, query_labels: Tensor, rele
     return metrics
 
 
-def retrieval_metrics(embeddings: Tensor, labels: Tensor, recall_ks: Sequence[int] = (1, 2, 4, 8),
-                      query: Tensor | None = None, query_labels: Tensor | None = None,
-                      backend: str = 'auto', max_memory_bytes: int = DEFAULT_MEMORY_BYTES,
-                      ) -> dict[str, float]:
+def retrieval_metrics(
+    embeddings: Tensor,
+    labels: Tensor,
+    recall_ks: Sequence[int] = (1, 2, 4, 8),
+    query: Tensor | None = None,
+    query_labels: Tensor | None = None,
+    backend: str = 'auto',
+    max_memory_bytes: int = DEFAULT_MEMORY_BYTES,
+) -> dict[str, float]:
     """Leave-one-out retrieval metrics of ``embeddings`` (N, D) with ``labels`` (N,), or of
     separate ``query`` embeddings against ``embeddings`` as the reference set.
 
@@ -164,5 +178,6 @@ def _check_embeddings(embeddings: Tensor, labels: Tensor | None, name: str) -> N
         raise ValueError(f'metrics: `{name}` must be (N, D) embeddings, got {shape}.')
     if labels is None or labels.shape != embeddings.shape[:1]:
         shape = None if labels is None else tuple(labels.shape)
-        raise ValueError(f'metrics: labels for `{name}` must be ({embeddings.shape[0]},), '
-                         f'got {shape}.')
+        raise ValueError(
+            f'metrics: labels for `{name}` must be ({embeddings.shape[0]},), got {shape}.'
+        )

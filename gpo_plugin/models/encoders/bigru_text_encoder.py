@@ -30,9 +30,16 @@ class BiGRUTextEncoder(BaseModule):
         tokens (B, T) long, lengths (B,) -> pooled (B, E) (not normalised).
     """
 
-    def __init__(self, vocab_size: int | None = None, vocab_file: str | None = None,
-                 word_dim: int = 300, embed_dim: int = 1024, num_layers: int = 1,
-                 pooling: dict | None = None, init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        vocab_size: int | None = None,
+        vocab_file: str | None = None,
+        word_dim: int = 300,
+        embed_dim: int = 1024,
+        num_layers: int = 1,
+        pooling: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         if vocab_size is None:
             if vocab_file is None:
@@ -49,14 +56,17 @@ class BiGRUTextEncoder(BaseModule):
     def embed_tokens(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """Per-token embeddings (B, T_max, E), zero past each length."""
         if tokens.max() >= self.embed.num_embeddings:
-            raise ValueError(f'BiGRUTextEncoder: token id {int(tokens.max())} is outside the '
-                             f'vocabulary ({self.embed.num_embeddings} words); the model and the '
-                             'tokenizer must use the same vocab_file.')
+            raise ValueError(
+                f'BiGRUTextEncoder: token id {int(tokens.max())} is outside the '
+                f'vocabulary ({self.embed.num_embeddings} words); the model and the '
+                'tokenizer must use the same vocab_file.'
+            )
         words = self.embed(tokens)
         lengths = check_set_input(words, lengths, 'BiGRUTextEncoder')
         packed = pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        hidden, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True,
-                                        total_length=tokens.shape[1])
+        hidden, _ = pad_packed_sequence(
+            self.rnn(packed)[0], batch_first=True, total_length=tokens.shape[1]
+        )
         forward_dir, backward_dir = hidden.split(self.embed_dim, dim=-1)
         return (forward_dir + backward_dir) / 2
 

@@ -21,7 +21,9 @@ class RegionMLP(nn.Module):
 
     def __init__(self, in_channels: int, hidden: int, out_channels: int) -> None:
         super().__init__()
-        self.layers = nn.ModuleList([nn.Linear(in_channels, hidden), nn.Linear(hidden, out_channels)])
+        self.layers = nn.ModuleList(
+            [nn.Linear(in_channels, hidden), nn.Linear(hidden, out_channels)]
+        )
         self.bns = nn.ModuleList([nn.BatchNorm1d(hidden)])
 
     def forward(self, x: Tensor) -> Tensor:
@@ -46,9 +48,14 @@ class PrecompRegionEncoder(BaseModule):
         regions (B, R, C), lengths (B,) -> pooled (B, E) (not normalised).
     """
 
-    def __init__(self, in_channels: int = 2048, embed_dim: int = 1024,
-                 mlp_hidden: int | None = None, pooling: dict | None = None,
-                 init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int = 2048,
+        embed_dim: int = 1024,
+        mlp_hidden: int | None = None,
+        pooling: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.in_channels = in_channels
         self.fc = nn.Linear(in_channels, embed_dim)
@@ -62,9 +69,11 @@ class PrecompRegionEncoder(BaseModule):
     def embed_regions(self, regions: Tensor, lengths: Tensor) -> Tensor:
         """Per-region embeddings (B, R, E), zero at padded positions."""
         if regions.shape[-1] != self.in_channels:
-            raise ValueError(f'PrecompRegionEncoder: regions have {regions.shape[-1]} channels, '
-                             f'the config sets in_channels={self.in_channels} (shape '
-                             f'{tuple(regions.shape)}); make them agree.')
+            raise ValueError(
+                f'PrecompRegionEncoder: regions have {regions.shape[-1]} channels, '
+                f'the config sets in_channels={self.in_channels} (shape '
+                f'{tuple(regions.shape)}); make them agree.'
+            )
         lengths = check_set_input(regions, lengths, 'PrecompRegionEncoder')
         valid = length_mask(lengths, regions.shape[1])
         flat = regions[valid]

@@ -43,25 +43,43 @@ class MetricLearningHead(BaseModule):
         feats: tuple of (B, C) (the last one is used) -> embeddings (B, D).
     """
 
-    def __init__(self, loss: dict, miner: dict | None = None,
-                 cross_batch_memory: dict | None = None, zero_shot_loss: dict | None = None,
-                 metric_loss_weight: float | None = None, in_channels: int | None = None,
-                 out_channels: int | None = None, normalize: bool = True,
-                 init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        loss: dict,
+        miner: dict | None = None,
+        cross_batch_memory: dict | None = None,
+        zero_shot_loss: dict | None = None,
+        metric_loss_weight: float | None = None,
+        in_channels: int | None = None,
+        out_channels: int | None = None,
+        normalize: bool = True,
+        init_cfg: dict | None = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.projection = (nn.Linear(in_channels, out_channels)
-                           if in_channels is not None and out_channels is not None else None)
+        self.projection = (
+            nn.Linear(in_channels, out_channels)
+            if in_channels is not None and out_channels is not None
+            else None
+        )
         embed_dim = out_channels or in_channels
         metric_loss = build_pml(loss)
         self.miner = build_pml(miner)
         self.uses_memory = cross_batch_memory is not None
         if self.uses_memory:
             if embed_dim is None:
-                raise ValueError('MetricLearningHead: cross_batch_memory needs the embedding size; '
-                                 'set `in_channels` (and `out_channels`) of the head.')
-            metric_loss = build_pml(dict(type='CrossBatchMemory', loss=metric_loss,
-                                         embedding_size=embed_dim, miner=self.miner,
-                                         **cross_batch_memory))
+                raise ValueError(
+                    'MetricLearningHead: cross_batch_memory needs the embedding size; '
+                    'set `in_channels` (and `out_channels`) of the head.'
+                )
+            metric_loss = build_pml(
+                dict(
+                    type='CrossBatchMemory',
+                    loss=metric_loss,
+                    embedding_size=embed_dim,
+                    miner=self.miner,
+                    **cross_batch_memory,
+                )
+            )
             self.miner = None  # used inside the memory
         self.metric_loss = metric_loss
         self.zero_shot_loss = MODELS.build(zero_shot_loss) if zero_shot_loss else None
@@ -77,12 +95,18 @@ class MetricLearningHead(BaseModule):
     def forward(self, feats: Sequence[Tensor] | Tensor) -> Tensor:
         x = feats[-1] if isinstance(feats, tuple | list) else feats
         if x.dim() != 2:
-            raise ValueError(f'MetricLearningHead: expects pooled (B, C) features from the neck, '
-                             f'got {tuple(x.shape)}; add a pooling neck (e.g. GSP, AvgPooling).')
+            raise ValueError(
+                f'MetricLearningHead: expects pooled (B, C) features from the neck, '
+                f'got {tuple(x.shape)}; add a pooling neck (e.g. GSP, AvgPooling).'
+            )
         return self.projection(x) if self.projection is not None else x
 
-    def loss(self, feats: Sequence[Tensor], data_samples: list[DataSample],
-             attributes: Sequence[Tensor] | Tensor | None = None) -> dict[str, Tensor]:
+    def loss(
+        self,
+        feats: Sequence[Tensor],
+        data_samples: list[DataSample],
+        attributes: Sequence[Tensor] | Tensor | None = None,
+    ) -> dict[str, Tensor]:
         embeddings = self(feats)
         labels = torch.cat([s.gt_label.reshape(-1) for s in data_samples]).to(embeddings.device)
         if self.uses_memory:
@@ -93,15 +117,18 @@ class MetricLearningHead(BaseModule):
         losses = {'loss_metric': self.metric_loss_weight * metric}
         if self.zero_shot_loss is not None:
             if attributes is None:
-                raise ValueError('MetricLearningHead: zero_shot_loss needs attribute vectors, '
-                                 "which only a GSP neck gives; use model.type='MetricLearner' "
-                                 "with neck.type='GSP', or remove head.zero_shot_loss.")
+                raise ValueError(
+                    'MetricLearningHead: zero_shot_loss needs attribute vectors, '
+                    "which only a GSP neck gives; use model.type='MetricLearner' "
+                    "with neck.type='GSP', or remove head.zero_shot_loss."
+                )
             attr = attributes[-1] if isinstance(attributes, tuple | list) else attributes
             losses['loss_zsr'] = self.zero_shot_loss(attr, labels)
         return losses
 
-    def predict(self, feats: Sequence[Tensor],
-                data_samples: list[DataSample | None] | None = None) -> list[DataSample]:
+    def predict(
+        self, feats: Sequence[Tensor], data_samples: list[DataSample | None] | None = None
+    ) -> list[DataSample]:
         embeddings = self(feats).detach()
         if self.normalize:
             embeddings = F.normalize(embeddings, dim=1)

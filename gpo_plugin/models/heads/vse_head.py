@@ -29,9 +29,14 @@ class VSEHead(BaseModule):
         ``loss``: img_emb (B, E), txt_emb (B, E) of matching pairs -> dict(loss=scalar).
     """
 
-    def __init__(self, loss: dict | None = None, embed_dim: int | None = None,
-                 img_in_channels: int | None = None, txt_in_channels: int | None = None,
-                 init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        loss: dict | None = None,
+        embed_dim: int | None = None,
+        img_in_channels: int | None = None,
+        txt_in_channels: int | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.loss_module = MODELS.build(loss or dict(type='ContrastiveLoss'))
         self.img_proj = self._projection(img_in_channels, embed_dim)
@@ -46,8 +51,7 @@ class VSEHead(BaseModule):
         return nn.Linear(in_channels, embed_dim)
 
     def forward(self, img: Tensor, txt: Tensor) -> tuple[Tensor, Tensor]:
-        return (F.normalize(self.img_proj(img), dim=-1),
-                F.normalize(self.txt_proj(txt), dim=-1))
+        return (F.normalize(self.img_proj(img), dim=-1), F.normalize(self.txt_proj(txt), dim=-1))
 
     def loss(self, img_emb: Tensor, txt_emb: Tensor) -> dict[str, Tensor]:
         return dict(loss=self.loss_module(img_emb, txt_emb))

@@ -28,8 +28,9 @@ class ContrastiveLoss(nn.Module):
         im (B, D), s (B, D), row i of both a matching pair -> scalar.
     """
 
-    def __init__(self, margin: float = 0.2, max_violation: bool = False,
-                 loss_weight: float = 1.0) -> None:
+    def __init__(
+        self, margin: float = 0.2, max_violation: bool = False, loss_weight: float = 1.0
+    ) -> None:
         super().__init__()
         self.margin = margin
         self.max_violation = max_violation
@@ -37,8 +38,10 @@ class ContrastiveLoss(nn.Module):
 
     def forward(self, im: Tensor, s: Tensor) -> Tensor:
         if im.dim() != 2 or im.shape != s.shape:
-            raise ValueError('ContrastiveLoss: image and caption embeddings must both be (B, D) '
-                             f'with matching rows, got {tuple(im.shape)} and {tuple(s.shape)}.')
+            raise ValueError(
+                'ContrastiveLoss: image and caption embeddings must both be (B, D) '
+                f'with matching rows, got {tuple(im.shape)} and {tuple(s.shape)}.'
+            )
         scores = im @ s.t()
         diagonal = scores.diag().unsqueeze(1)
         cost_s = (self.margin + scores - diagonal).clamp(min=0)

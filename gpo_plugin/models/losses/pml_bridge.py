@@ -36,12 +36,15 @@ def build_pml(cfg: dict | Any) -> Any:
     name = cfg.pop('type')
     cls = name if inspect.isclass(name) else PML_COMPONENTS.get(name)
     if cls is None:
-        raise KeyError(f'build_pml: {name!r} is not a pytorch-metric-learning loss, miner, '
-                       f'distance, reducer or regularizer. Known names: '
-                       f'{", ".join(sorted(PML_COMPONENTS.module_dict))}.')
+        raise KeyError(
+            f'build_pml: {name!r} is not a pytorch-metric-learning loss, miner, '
+            f'distance, reducer or regularizer. Known names: '
+            f'{", ".join(sorted(PML_COMPONENTS.module_dict))}.'
+        )
     kwargs = {key: build_pml(value) for key, value in cfg.items()}
     try:
         return cls(**kwargs)
     except TypeError as error:
-        raise TypeError(f'build_pml: cannot build {cls.__name__} with {sorted(kwargs)}: '
-                        f'{error}') from None
+        raise TypeError(
+            f'build_pml: cannot build {cls.__name__} with {sorted(kwargs)}: {error}'
+        ) from None

@@ -35,9 +35,15 @@ class ZeroShotLoss(nn.Module):
         attributes (B, m), labels (B,) -> scalar.
     """
 
-    def __init__(self, num_classes: int, embed_dim: int = 128, scale: float = 9.5,
-                 ridge: float = 0.05, normalize_embeddings: bool = True,
-                 loss_weight: float = 0.1) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        embed_dim: int = 128,
+        scale: float = 9.5,
+        ridge: float = 0.05,
+        normalize_embeddings: bool = True,
+        loss_weight: float = 0.1,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.scale = scale
@@ -53,12 +59,15 @@ class ZeroShotLoss(nn.Module):
             embeddings = self.class_embeddings.float()
             if self.normalize_embeddings:
                 embeddings = F.normalize(embeddings, dim=1)
-            losses = [self._direction(attributes, labels, embeddings, fit, predict)
-                      for fit, predict in ((first, second), (second, first))]
+            losses = [
+                self._direction(attributes, labels, embeddings, fit, predict)
+                for fit, predict in ((first, second), (second, first))
+            ]
         return self.loss_weight * torch.stack(losses).mean()
 
-    def _direction(self, attributes: Tensor, labels: Tensor, embeddings: Tensor, fit: slice,
-                   predict: slice) -> Tensor:
+    def _direction(
+        self, attributes: Tensor, labels: Tensor, embeddings: Tensor, fit: slice, predict: slice
+    ) -> Tensor:
         a_fit = attributes[fit]
         gram = a_fit @ a_fit.T + self.ridge * torch.eye(a_fit.shape[0], device=a_fit.device)
         weights = a_fit.T @ torch.linalg.solve(gram, embeddings[labels[fit]])  # (m, d)
@@ -68,22 +77,31 @@ class ZeroShotLoss(nn.Module):
 
     def _split(self, attributes: Tensor, labels: Tensor) -> tuple[slice, slice]:
         if attributes.dim() != 2 or labels.shape != attributes.shape[:1]:
-            raise ValueError(f'ZeroShotLoss: expected attributes (B, m) and labels (B,), got '
-                             f'{tuple(attributes.shape)} and {tuple(labels.shape)}.')
+            raise ValueError(
+                f'ZeroShotLoss: expected attributes (B, m) and labels (B,), got '
+                f'{tuple(attributes.shape)} and {tuple(labels.shape)}.'
+            )
         batch = labels.shape[0]
         if batch < 2 or batch % 2:
-            raise ValueError(f'ZeroShotLoss: the batch size must be even to split it into two '
-                             f'class-disjoint halves, got {batch}.')
+            raise ValueError(
+                f'ZeroShotLoss: the batch size must be even to split it into two '
+                f'class-disjoint halves, got {batch}.'
+            )
         if int(labels.min()) < 0 or int(labels.max()) >= self.num_classes:
-            raise ValueError(f'ZeroShotLoss: labels must lie in [0, num_classes = '
-                             f'{self.num_classes}), got [{int(labels.min())}, '
-                             f'{int(labels.max())}]; set `num_classes` of the zero-shot loss to '
-                             'the number of training classes.')
+            raise ValueError(
+                f'ZeroShotLoss: labels must lie in [0, num_classes = '
+                f'{self.num_classes}), got [{int(labels.min())}, '
+                f'{int(labels.max())}]; set `num_classes` of the zero-shot loss to '
+                'the number of training classes.'
+            )
         half = batch // 2
         shared = set(labels[:half].tolist()) & set(labels[half:].tolist())
         if shared:
-            raise ValueError(f'ZeroShotLoss: the two halves of the batch share classes '
-                             f'{sorted(shared)[:10]}; it needs class-disjoint halves. Use '
-                             "train_dataloader.sampler=dict(type='ClassDisjointSampler', ...) "
-                             'with an even number of classes per batch.')
+            raise ValueError(
+                f'ZeroShotLoss: the two halves of the batch share classes '
+                f'{sorted(shared)[:10]}; it needs class-disjoint halves. Use '
+                "train_dataloader.sampler=dict(type='ClassDisjointSampler', batch_size=B, ...) "
+                'with B equal to train_dataloader.batch_size and an even number of classes per '
+                'batch (B / num_per_class).'
+            )
         return slice(0, half), slice(half, batch)

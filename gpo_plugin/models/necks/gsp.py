@@ -10,8 +10,14 @@ from torch import Tensor, nn
 
 from gpo_plugin.registry import MODELS
 
-from ..utils.partial_transport import (attribute_vectors, greedy_k_center, partial_transport,
-                                       pooling_weights, transport_cost, unit_ball)
+from ..utils.partial_transport import (
+    attribute_vectors,
+    greedy_k_center,
+    partial_transport,
+    pooling_weights,
+    transport_cost,
+    unit_ball,
+)
 from ..utils.set_ops import LengthsLike, check_set_input
 from .base_set_pooling import BaseSetPooling
 
@@ -59,18 +65,29 @@ class GSP(BaseSetPooling):
         ``pool``: (B, n, C) -> pooled (B, D), weights (B, n, 1).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, num_prototypes: int = 64,
-                 transport_ratio: float = 0.3, gamma: float = 5.0, kcenter_init: bool = True,
-                 kcenter_source: str = 'pooled', init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_prototypes: int = 64,
+        transport_ratio: float = 0.3,
+        gamma: float = 5.0,
+        kcenter_init: bool = True,
+        kcenter_source: str = 'pooled',
+        init_cfg: dict | None = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         if not 0.0 < transport_ratio <= 1.0:
-            raise ValueError(f'GSP: `transport_ratio` (mu) must lie in (0, 1], got '
-                             f'{transport_ratio}. Set e.g. neck.transport_ratio=0.3 in the config.')
+            raise ValueError(
+                f'GSP: `transport_ratio` (mu) must lie in (0, 1], got '
+                f'{transport_ratio}. Set e.g. neck.transport_ratio=0.3 in the config.'
+            )
         if not gamma > 0:
             raise ValueError(f'GSP: `gamma` must be > 0, got {gamma}.')
         if kcenter_source not in ('pooled', 'local'):
-            raise ValueError(f"GSP: `kcenter_source` must be 'pooled' or 'local', got "
-                             f'{kcenter_source!r}.')
+            raise ValueError(
+                f"GSP: `kcenter_source` must be 'pooled' or 'local', got {kcenter_source!r}."
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.num_prototypes = num_prototypes
@@ -112,16 +129,21 @@ class GSP(BaseSetPooling):
     def pool(self, features: Tensor, lengths: LengthsLike = None) -> tuple[Tensor, Tensor]:
         lengths = check_set_input(features, lengths, 'GSP.pool')
         if bool((lengths != features.shape[1]).any()):
-            raise ValueError('GSP.pool: padded sets are not supported (every feature carries mass '
-                             '1/n); pass full sets (lengths=None) or pool each size separately.')
+            raise ValueError(
+                'GSP.pool: padded sets are not supported (every feature carries mass '
+                '1/n); pass full sets (lengths=None) or pool each size separately.'
+            )
         out = self.pool_full(features)
         return out.pooled, out.weights.unsqueeze(-1)
 
     def pool_map_full(self, feature_map: Tensor) -> GSPOutput:
         """(B, C, H, W) -> pooled (B, D), attributes (B, m), weights (B, H, W)."""
         if not isinstance(feature_map, Tensor) or feature_map.dim() != 4:
-            shape = tuple(feature_map.shape) if isinstance(feature_map, Tensor) else type(
-                feature_map).__name__
+            shape = (
+                tuple(feature_map.shape)
+                if isinstance(feature_map, Tensor)
+                else type(feature_map).__name__
+            )
             raise ValueError(f'GSP: backbone outputs must be (B, C, H, W) maps, got {shape}.')
         batch, _, height, width = feature_map.shape
         out = self.pool_full(feature_map.flatten(2).transpose(1, 2))
@@ -130,8 +152,13 @@ class GSP(BaseSetPooling):
     def pool_map(self, feature_map: Tensor) -> Tensor:
         return self.pool_map_full(feature_map).pooled
 
-    def forward(self, inputs: Tensor | tuple[Tensor, ...], lengths: LengthsLike = None,
-                return_attributes: bool = False, return_weights: bool = False):
+    def forward(
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        lengths: LengthsLike = None,
+        return_attributes: bool = False,
+        return_weights: bool = False,
+    ):
         """mmpretrain neck call. Extra outputs (tuples, one entry per map) only on request:
         ``(pooled, attributes)``, ``(pooled, weights)`` or ``(pooled, attributes, weights)``."""
         if not (return_attributes or return_weights):
@@ -149,9 +176,11 @@ class GSP(BaseSetPooling):
 
     def _check_features(self, features: Tensor) -> None:
         if features.shape[-1] != self.in_channels:
-            raise ValueError(f'GSP: the backbone gives {features.shape[-1]} channels but '
-                             f'neck.in_channels = {self.in_channels}; set `in_channels` of the '
-                             f'GSP neck in the config to {features.shape[-1]}.')
+            raise ValueError(
+                f'GSP: the backbone gives {features.shape[-1]} channels but '
+                f'neck.in_channels = {self.in_channels}; set `in_channels` of the '
+                f'GSP neck in the config to {features.shape[-1]}.'
+            )
         if features.shape[1] == 0:
             raise ValueError('GSP: got an empty set of local features (H * W = 0).')
 
@@ -173,8 +202,10 @@ class GSP(BaseSetPooling):
         """Greedy k-center over (N, D) embeddings (N >= m), copied in place into the parameter
         (broadcast from rank 0 under distributed training)."""
         if embeddings.dim() != 2 or embeddings.shape[1] != self.out_channels:
-            raise ValueError(f'GSP.init_prototypes: embeddings must be (N, {self.out_channels}), '
-                             f'got {tuple(embeddings.shape)}.')
+            raise ValueError(
+                f'GSP.init_prototypes: embeddings must be (N, {self.out_channels}), '
+                f'got {tuple(embeddings.shape)}.'
+            )
         points = unit_ball(embeddings.detach().float())
         centers = points[greedy_k_center(points, self.num_prototypes)]
         if get_world_size() > 1:
@@ -185,4 +216,3 @@ class GSP(BaseSetPooling):
 
     def extra_repr(self) -> str:
         return f'm={self.num_prototypes}, mu={self.transport_ratio}, gamma={self.gamma}'
-
