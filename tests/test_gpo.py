@@ -8,7 +8,7 @@ from torch.autograd import gradcheck
 
 from gpo_plugin.models.necks import GPO
 from gpo_plugin.models.utils import sinusoid_encoding
-from gpo_plugin.testing.reference_gpo import per_sample_gpo
+from gpo_plugin.testing.reference_gpo import batched_reference_gpo, per_sample_gpo
 
 PUBLISHED_KEYS = [
     'gru.weight_ih_l0',
@@ -104,6 +104,21 @@ def test_equals_per_sample_formulation_with_gradients():
     upstream = torch.randn_like(pooled)
     ours = torch.autograd.grad((pooled * upstream).sum(), [features, *gpo.parameters()])
     refs = torch.autograd.grad((ref_pooled * upstream).sum(), [features, *gpo.parameters()])
+    for mine, ref in zip(ours, refs, strict=True):
+        torch.testing.assert_close(mine, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_equals_vse_style_batched_formulation():
+    """The packed-BiGRU-over-every-sample formulation of VSE∞'s code, for outputs and
+    the GRU's gradients (GPO runs the GRU step by step instead)."""
+    gpo = GPO()
+    features, lengths = random_batch()
+    pooled, weights = gpo.pool(features, lengths)
+    ref_pooled, ref_weights = batched_reference_gpo(gpo, features, lengths)
+    torch.testing.assert_close(pooled, ref_pooled, atol=1e-5, rtol=0)
+    torch.testing.assert_close(weights, ref_weights, atol=1e-6, rtol=0)
+    ours = torch.autograd.grad(weights.pow(2).sum(), list(gpo.parameters()))
+    refs = torch.autograd.grad(ref_weights.pow(2).sum(), list(gpo.parameters()))
     for mine, ref in zip(ours, refs, strict=True):
         torch.testing.assert_close(mine, ref, atol=1e-5, rtol=1e-4)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 
 from gpo_plugin.models.necks import GPO, AvgPooling, KMaxPooling, MaxPooling
-from gpo_plugin.testing.reference_gpo import per_sample_gpo
+from gpo_plugin.testing.reference_gpo import batched_reference_gpo, per_sample_gpo
 
 # (name, B, L, D, smallest set size): region sets shrink under 20 % region dropout,
 # captions vary in length, grids lose vectors under size augmentation.
@@ -74,7 +74,10 @@ def main() -> None:
     gpo = GPO().to(device)
     methods = {
         'GPO': lambda x, n: gpo.pool(x, n)[0],
-        'GPO per-sample reference': lambda x, n: per_sample_gpo(gpo, x, n)[0],
+        'reference: BiGRU per sample, sort on set axis': lambda x, n: batched_reference_gpo(
+            gpo, x, n
+        )[0],
+        'reference: Python loop per sample': lambda x, n: per_sample_gpo(gpo, x, n)[0],
         'average': lambda x, n: AvgPooling().pool(x, n)[0],
         'max': lambda x, n: MaxPooling().pool(x, n)[0],
         'K-max (K=20)': lambda x, n: KMaxPooling(k=20).pool(x, n)[0],
@@ -92,7 +95,8 @@ def main() -> None:
         results = time_methods(methods, features, lengths, args.repeats)
         gpo_time, gpo_out = results['GPO']
         for method, (seconds, out) in results.items():
-            diff = (out - gpo_out).abs().max().item() if method.startswith('GPO') else float('nan')
+            is_gpo = method.startswith(('GPO', 'reference'))
+            diff = (out - gpo_out).abs().max().item() if is_gpo else float('nan')
             diff_text = f'{diff:.1e}' if diff == diff else '-'
             print(
                 f'| {name} ({batch}, {set_len}, {dim}) | {method} | {seconds * 1e3:.1f} | '

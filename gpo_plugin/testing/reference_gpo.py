@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from gpo_plugin.models.necks.gpo import GPO
 from gpo_plugin.models.utils.set_ops import sinusoid_encoding
@@ -32,3 +35,27 @@ def per_sample_gpo(gpo: GPO, features: Tensor, lengths: Tensor) -> tuple[Tensor,
         pooled.append(theta.to(ordered.dtype) @ ordered)
         weights.append(torch.nn.functional.pad(theta, (0, max_len - size)))
     return torch.stack(pooled), torch.stack(weights).unsqueeze(-1)
+
+
+def batched_reference_gpo(gpo: GPO, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """GPO as VSE∞'s code computes it: the BiGRU over every sample of the batch (packed
+    sequences, one per sample), features sorted along the set axis (dim 1).
+
+    Padding sorts last with -inf rather than VSE∞'s -10000 sentinel, so the result is
+    right for any feature scale. Returns pooled (B, D), weights (B, max(lengths), 1).
+    """
+    max_len = int(lengths.max())
+    batch = features.shape[0]
+    dtype = gpo.linear.weight.dtype
+    encoding = sinusoid_encoding(max_len, gpo.d_pe, device=features.device, dtype=dtype)
+    packed = pack_padded_sequence(
+        encoding.expand(batch, -1, -1), lengths.cpu(), batch_first=True, enforce_sorted=False
+    )
+    hidden, _ = pad_packed_sequence(gpo.gru(packed)[0], batch_first=True, total_length=max_len)
+    forward_dir, backward_dir = hidden.split(gpo.d_hidden, dim=-1)
+    scores = gpo.linear((forward_dir + backward_dir) / 2)  # (B, max_len, 1)
+    valid = (torch.arange(max_len, device=features.device) < lengths.unsqueeze(1)).unsqueeze(-1)
+    weights = torch.softmax(scores.masked_fill(~valid, -math.inf) / gpo.temperature, dim=1)
+    ordered = features[:, :max_len].masked_fill(~valid, -math.inf).sort(dim=1, descending=True)
+    ordered = ordered.values.masked_fill(~valid, 0.0)
+    return (ordered * weights.to(ordered.dtype)).sum(dim=1), weights

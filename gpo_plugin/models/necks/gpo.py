@@ -6,7 +6,6 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from gpo_plugin.registry import MODELS
 
@@ -81,19 +80,44 @@ class GPO(BaseSetPooling):
         return table[which]
 
     def _weights_for_sizes(self, sizes: Tensor) -> Tensor:
-        """Run the BiGRU once over each distinct size: (U,) -> (U, max(sizes))."""
+        """theta for each distinct size: (U,) -> (U, max(sizes)), zero past each size.
+
+        The GRU's two directions run step by step with ``torch.gru_cell``: the forward
+        direction reads positions 0, 1, ... whatever the size, so one run serves every
+        size; only the backward direction (which starts at N-1) runs once per size.
+        This is the same function as the bidirectional ``nn.GRU`` over packed
+        sequences, and several times cheaper to differentiate on CPU.
+        """
         max_size = int(sizes.max())
-        dtype = self.linear.weight.dtype
-        encoding = sinusoid_encoding(max_size, self.d_pe, device=sizes.device, dtype=dtype)
-        encoding = encoding.expand(sizes.numel(), -1, -1)
-        packed = pack_padded_sequence(encoding, sizes.cpu(), batch_first=True, enforce_sorted=False)
-        hidden, _ = pad_packed_sequence(
-            self.gru(packed)[0], batch_first=True, total_length=max_size
+        encoding = sinusoid_encoding(
+            max_size, self.d_pe, device=sizes.device, dtype=self.linear.weight.dtype
         )
-        forward_dir, backward_dir = hidden.split(self.d_hidden, dim=-1)
-        scores = self.linear((forward_dir + backward_dir) / 2).squeeze(-1)
+        forward_states = self._run_direction(encoding.unsqueeze(0), reverse=False)
+        # Step t of size N reads position N-1-t; the map is its own inverse, so the same
+        # index turns states by step back into states by position (k >= N is masked).
+        steps = torch.arange(max_size, device=sizes.device)
+        mirrored = (sizes.unsqueeze(1) - 1 - steps).clamp(min=0)  # (U, max_size)
+        backward_states = self._run_direction(encoding[mirrored], reverse=True)
+        backward_states = backward_states.gather(
+            1, mirrored.unsqueeze(-1).expand(-1, -1, self.d_hidden)
+        )
+        scores = self.linear((forward_states + backward_states) / 2).squeeze(-1)
         scores = scores.masked_fill(~length_mask(sizes, max_size), -math.inf)
         return torch.softmax(scores / self.temperature, dim=1)
+
+    def _run_direction(self, inputs: Tensor, reverse: bool) -> Tensor:
+        """One direction of ``self.gru`` over (U, T, d_pe) inputs -> (U, T, d_hidden)."""
+        suffix = '_reverse' if reverse else ''
+        weights = [
+            getattr(self.gru, f'{name}_l0{suffix}')
+            for name in ('weight_ih', 'weight_hh', 'bias_ih', 'bias_hh')
+        ]
+        state = inputs.new_zeros(inputs.shape[0], self.d_hidden)
+        states = []
+        for step in range(inputs.shape[1]):
+            state = torch.gru_cell(inputs[:, step], state, *weights)
+            states.append(state)
+        return torch.stack(states, dim=1)
 
     def _cached_weights_for_sizes(self, sizes: Tensor) -> Tensor:
         device, dtype = sizes.device, self.linear.weight.dtype

@@ -106,39 +106,53 @@ def sort_channels_descending(features: Tensor, lengths: Tensor, top: int | None 
         is the k-th largest value of channel d in set b, and exactly 0 for
         k >= lengths[b]. The set axis is last so the sort runs along contiguous memory.
     """
-    max_len = int(lengths.max())
-    kept = max_len if top is None else min(top, max_len)
-    channels = features[:, :max_len].transpose(1, 2).contiguous()  # (B, D, N_max)
-    # Padding must sort last whatever the feature scale, so use -inf, not a sentinel.
-    channels = channels.masked_fill(~length_mask(lengths, max_len).unsqueeze(1), -math.inf)
-    ordered = _TopLastDim.apply(channels, kept)
-    return ordered.masked_fill(~length_mask(lengths, kept).unsqueeze(1), 0.0)
+    return _SortedChannels.apply(features, lengths, top)
 
 
-class _TopLastDim(torch.autograd.Function):
-    """The ``k`` largest values along the last dim, sorted, with a lean backward.
+class _SortedChannels(torch.autograd.Function):
+    """:func:`sort_channels_descending` as one autograd node.
 
     Sorting selects entries of each row, so the gradient is the upstream gradient
-    scattered back to where they came from: one scatter, several times cheaper on CPU
-    than the generic backward autograd uses for ``sort``/``topk``. The scatter is
-    out-of-place, so double backward still works.
+    scattered back to where the values came from. Doing the layout change, padding
+    and scatter in one node avoids the generic ``sort`` backward and two masked-fill
+    backward passes (together about half the time of the sort itself on CPU). The
+    backward is built from differentiable ops, so double backward still works.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, k: int) -> Tensor:
-        if k == x.shape[-1]:
-            values, indices = x.sort(dim=-1, descending=True)
+    def forward(ctx, features: Tensor, lengths: Tensor, top: int | None) -> Tensor:
+        max_len = int(lengths.max())
+        kept = max_len if top is None else min(top, max_len)
+        channels = features[:, :max_len].transpose(1, 2).contiguous()  # (B, D, N_max)
+        if bool((lengths < max_len).any()):
+            # Padding must sort last whatever the feature scale: -inf, not a sentinel.
+            # Out of place: `channels` may share memory with `features`.
+            padding = ~length_mask(lengths, max_len).unsqueeze(1)
+            channels = channels.masked_fill(padding, -math.inf)
+        if kept == max_len:
+            values, indices = channels.sort(dim=-1, descending=True)
         else:
-            values, indices = x.topk(k, dim=-1, largest=True, sorted=True)
-        ctx.save_for_backward(indices)
-        ctx.input_shape = x.shape
+            values, indices = channels.topk(kept, dim=-1, largest=True, sorted=True)
+        if bool((lengths < kept).any()):
+            values.masked_fill_(~length_mask(lengths, kept).unsqueeze(1), 0.0)
+        ctx.save_for_backward(indices, lengths)
+        ctx.features_shape = features.shape
         return values
 
     @staticmethod
-    def backward(ctx, grad_values: Tensor) -> tuple[Tensor, None]:
-        (indices,) = ctx.saved_tensors
-        grad = grad_values.new_zeros(ctx.input_shape).scatter(-1, indices, grad_values)
-        return grad, None
+    def backward(ctx, grad_values: Tensor) -> tuple[Tensor, None, None]:
+        indices, lengths = ctx.saved_tensors
+        batch, _, dim = ctx.features_shape
+        max_len = int(lengths.max())
+        # Ranks past a set's size are constant zeros: no gradient flows through them.
+        grad_values = grad_values.masked_fill(
+            ~length_mask(lengths, grad_values.shape[-1]).unsqueeze(1), 0.0
+        )
+        grad_channels = grad_values.new_zeros(batch, dim, max_len)
+        grad_channels = grad_channels.scatter(-1, indices, grad_values)
+        grad = grad_values.new_zeros(ctx.features_shape)
+        grad[:, :max_len] = grad_channels.transpose(1, 2)
+        return grad, None, None
 
 
 def weighted_sum_sorted(ordered: Tensor, weights: Tensor) -> Tensor:
