@@ -1,89 +1,38 @@
 # VSE∞ demo on the bundled synthetic set (tools/make_demo_data.py): 128-d "region"
 # features, BiGRU text, GPO on both branches, a 256-d joint space and a short schedule so
 # it trains in a few minutes on a 2-core CPU. `tools/run_demo.py` creates data and vocab.
-_base_ = ['./_base_/schedules/vse_25e.py', './_base_/vse_runtime.py']
+_base_ = [
+    './_base_/models/vse_region_bigru.py',
+    './_base_/datasets/vse_precomp.py',
+    './_base_/schedules/vse_25e.py',
+    './_base_/vse_runtime.py',
+]
 
 data_root = 'data/demo/vse/precomp'
 vocab_file = 'data/demo/vse/vocab.json'
 feat_dim = 128
 embed_dim = 256
-tokenizer = dict(type='VocabTokenizer', vocab_file=vocab_file)
+tokenizer = dict(_delete_=True, type='VocabTokenizer', vocab_file=vocab_file)
 
+# vse_region_bigru.py, scaled down.
 model = dict(
-    type='VSERetriever',
-    img_enc=dict(
-        type='PrecompRegionEncoder',
-        in_channels=feat_dim,
-        embed_dim=embed_dim,
-        pooling=dict(type='GPO'),
-    ),
-    txt_enc=dict(
-        type='BiGRUTextEncoder',
-        vocab_file=vocab_file,
-        word_dim=64,
-        embed_dim=embed_dim,
-        pooling=dict(type='GPO'),
-    ),
-    head=dict(type='VSEHead', loss=dict(type='ContrastiveLoss', margin=0.2, max_violation=False)),
+    img_enc=dict(in_channels=feat_dim, embed_dim=embed_dim),
+    txt_enc=dict(vocab_file=vocab_file, word_dim=64, embed_dim=embed_dim),
 )
 
-train_pipeline = [
-    dict(type='RandomRegionDrop', drop_prob=0.2),
-    dict(type='RandomWordAugment', prob=0.2),
-    dict(type='PackVSEInputs'),
-]
-test_pipeline = [dict(type='PackVSEInputs')]
+# Loaders of vse_precomp.py with the demo's data, vocabulary and feature size; evaluation
+# batches of 250 in the main process.
 train_dataloader = dict(
-    batch_size=128,
-    num_workers=1,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='vse_collate'),
-    dataset=dict(
-        type='PrecompCaptionDataset',
-        data_root=data_root,
-        split='train',
-        tokenizer=tokenizer,
-        feat_dim=feat_dim,
-        captions_per_image=5,
-        pipeline=train_pipeline,
-    ),
+    num_workers=1, dataset=dict(data_root=data_root, tokenizer=tokenizer, feat_dim=feat_dim)
 )
 val_dataloader = dict(
     batch_size=250,
     num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='vse_collate'),
-    dataset=dict(
-        type='PrecompCaptionDataset',
-        data_root=data_root,
-        split='dev',
-        tokenizer=tokenizer,
-        feat_dim=feat_dim,
-        captions_per_image=5,
-        pipeline=test_pipeline,
-        test_mode=True,
-    ),
+    dataset=dict(data_root=data_root, tokenizer=tokenizer, feat_dim=feat_dim),
 )
-val_evaluator = dict(type='VSERetrievalMetric')
 # testall: 500 images -> the full result and the 5-fold (100 images each) average.
-test_dataloader = dict(
-    batch_size=250,
-    num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='vse_collate'),
-    dataset=dict(
-        type='PrecompCaptionDataset',
-        data_root=data_root,
-        split='testall',
-        tokenizer=tokenizer,
-        feat_dim=feat_dim,
-        captions_per_image=5,
-        pipeline=test_pipeline,
-        test_mode=True,
-    ),
-)
-test_evaluator = dict(type='VSERetrievalMetric', fold_size=100)
+test_dataloader = dict(val_dataloader, dataset=dict(val_dataloader['dataset'], split='testall'))
+test_evaluator = dict(fold_size=100)
 
 # A short version of the VSE∞ recipe: 4x the LR for a 79-iteration epoch, all negatives
 # for the first `warmup_epochs` (VSE++'s hardest negatives collapse an untrained model).

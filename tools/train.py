@@ -45,6 +45,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         action=DictAction,
         help='override config fields, e.g. train_cfg.max_epochs=5',
     )
+    return parse_with_launcher(parser, argv)
+
+
+def parse_with_launcher(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Add the distributed-launch options (shared with test.py) and parse ``argv``."""
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -65,7 +70,9 @@ def set_data_root(cfg: Config, data_root: str) -> None:
             dataset['data_root'] = data_root
 
 
-def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+def merge_common_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Apply the options train.py and test.py share: launcher, --cfg-options, --data-root
+    and the work dir (default ``work_dirs/<config name>``)."""
     cfg.launcher = args.launcher
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -75,6 +82,11 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    merge_common_args(cfg, args)
     if args.amp:
         import torch
 

@@ -1,37 +1,10 @@
-# Cars196MetricDataset: class-disjoint metric-learning split (DESIGN §5). 8 classes x 4 images a batch, ordered
-# so the two halves hold disjoint classes (zero-shot loss). See docs/dml.md for the layout.
+# Cars196 (Cars196MetricDataset), 98 training classes; pipelines and loaders: dml_common.py.
+_base_ = ['./dml_common.py']
+
 dataset_type = 'Cars196MetricDataset'
 data_root = 'data/cars196'
 num_train_classes = 98
-batch_size = 32
-image_size = 224
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=image_size),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=256, edge='short'),
-    dict(type='CenterCrop', crop_size=image_size),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(
-    batch_size=batch_size,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='ClassDisjointSampler', batch_size=batch_size, num_per_class=4),
-    dataset=dict(type=dataset_type, data_root=data_root, split='train', pipeline=train_pipeline),
-)
-val_dataloader = dict(
-    batch_size=64,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type=dataset_type, data_root=data_root, split='test', pipeline=test_pipeline),
-)
+train_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root))
+val_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='MetricLearningMetric')
-test_evaluator = val_evaluator

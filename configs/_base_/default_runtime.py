@@ -1,0 +1,27 @@
+# Runtime shared by all configs: scope, hooks, logging, visualiser. The checkpoint policy
+# (what "best" means) is set by dml_runtime.py / vse_runtime.py.
+default_scope = 'gpo_plugin'
+custom_imports = dict(imports=['gpo_plugin'], allow_failed_imports=False)
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    # One line every `interval` iterations with loss, lr, time and ETA (the progress display).
+    logger=dict(type='LoggerHook', interval=50),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', interval=1),
+    # Calls the sampler's set_epoch (ClassDisjointSampler: new batches every epoch).
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+)
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+# Add dict(type='TensorboardVisBackend') to log scalars (and VSE's theta plots) to TensorBoard.
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='mmengine.Visualizer', vis_backends=vis_backends)
+log_processor = dict(by_epoch=True, window_size=50)
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=0, deterministic=False)
