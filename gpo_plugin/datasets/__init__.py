@@ -1,4 +1,4 @@
-"""datasets."""
+"""Datasets, samplers, transforms and collation for VSE∞ and metric learning."""
 
 from .cars196_metric_dataset import Cars196MetricDataset  # noqa: F401
 from .cub_metric_dataset import CUBMetricDataset  # noqa: F401

@@ -1,4 +1,4 @@
-"""engine."""
+"""Runner hooks."""
 
 from .hardest_negative_hook import HardestNegativeHook  # noqa: F401
 from .pooling_weights_hook import PoolingWeightsHook  # noqa: F401

@@ -1,4 +1,4 @@
-"""evaluation."""
+"""Image–text retrieval and metric-learning metrics."""
 
 from .metric_learning_metric import MetricLearningMetric  # noqa: F401
 from .retrieval_metric import VSERetrievalMetric, format_retrieval_table  # noqa: F401

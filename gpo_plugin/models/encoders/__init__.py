@@ -1,4 +1,4 @@
-"""models/encoders."""
+"""Set encoders: precomputed regions, BiGRU and BERT-family text."""
 
 from .bert_text_encoder import MINILM, BertTextEncoder  # noqa: F401
 from .bigru_text_encoder import BiGRUTextEncoder  # noqa: F401

@@ -1,4 +1,4 @@
-"""models/losses."""
+"""Losses: VSE++ contrastive, zero-shot regularisation, the PML bridge."""
 
 from .contrastive_loss import ContrastiveLoss  # noqa: F401
 from .pml_bridge import PML_COMPONENTS, build_pml  # noqa: F401
