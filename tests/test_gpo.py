@@ -246,6 +246,8 @@ def test_neck_conventions():
         (torch.randn(2, 3), None, ValueError, '(B, L, D)'),
         (torch.randn(2, 3, 4, 5), None, ValueError, '(B, L, D)'),
         ([[1.0]], None, TypeError, 'torch.Tensor'),
+        (torch.randn(2, 0, 4), None, ValueError, 'lengths[0] = 0'),
+        (torch.randn(0, 3, 4), None, ValueError, 'no samples'),
     ],
 )
 def test_bad_input_errors(features, lengths, error, words):

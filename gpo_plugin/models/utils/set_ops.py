@@ -39,16 +39,16 @@ def check_set_input(features: Tensor, lengths: LengthsLike, caller: str) -> Tens
             f'{caller}: `features` must be a floating-point tensor, got {features.dtype}.'
         )
     batch, set_len, _ = features.shape
+    if batch == 0:
+        raise ValueError(f'{caller}: `features` holds no samples (B = 0).')
     if lengths is None:
-        return torch.full((batch,), set_len, dtype=torch.long, device=features.device)
+        lengths = torch.full((batch,), set_len, dtype=torch.long, device=features.device)
     lengths = _as_long_tensor(lengths, caller).to(features.device)
     if lengths.dim() != 1 or lengths.numel() != batch:
         raise ValueError(
             f'{caller}: `lengths` must have shape (B,) = ({batch},) to match '
             f'features {tuple(features.shape)}, got shape {tuple(lengths.shape)}.'
         )
-    if batch == 0:
-        return lengths
     smallest, largest = int(lengths.min()), int(lengths.max())
     if smallest < 1:
         index = int(torch.argmin(lengths))
