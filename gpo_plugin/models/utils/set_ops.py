@@ -116,19 +116,23 @@ class _SortedChannels(torch.autograd.Function):
     scattered back to where the values came from. Doing the layout change, padding
     and scatter in one node avoids the generic ``sort`` backward and two masked-fill
     backward passes (together about half the time of the sort itself on CPU). The
-    backward is built from differentiable ops, so double backward still works.
+    backward is built from ops autograd can record, so double backward still works.
     """
 
     @staticmethod
     def forward(ctx, features: Tensor, lengths: Tensor, top: int | None) -> Tensor:
         max_len = int(lengths.max())
         kept = max_len if top is None else min(top, max_len)
-        channels = features[:, :max_len].transpose(1, 2).contiguous()  # (B, D, N_max)
+        view = features[:, :max_len].transpose(1, 2)
+        channels = view.contiguous()  # (B, D, N_max)
         if bool((lengths < max_len).any()):
             # Padding must sort last whatever the feature scale: -inf, not a sentinel.
-            # Out of place: `channels` may share memory with `features`.
+            # In place only on our own copy, never on the caller's memory.
             padding = ~length_mask(lengths, max_len).unsqueeze(1)
-            channels = channels.masked_fill(padding, -math.inf)
+            if channels is view:
+                channels = channels.masked_fill(padding, -math.inf)
+            else:
+                channels.masked_fill_(padding, -math.inf)
         if kept == max_len:
             values, indices = channels.sort(dim=-1, descending=True)
         else:
@@ -148,10 +152,15 @@ class _SortedChannels(torch.autograd.Function):
         grad_values = grad_values.masked_fill(
             ~length_mask(lengths, grad_values.shape[-1]).unsqueeze(1), 0.0
         )
-        grad_channels = grad_values.new_zeros(batch, dim, max_len)
-        grad_channels = grad_channels.scatter(-1, indices, grad_values)
+        if indices.shape[-1] == max_len:  # a full sort: the scatter writes every entry
+            grad_channels = grad_values.new_empty(batch, dim, max_len)
+        else:
+            grad_channels = grad_values.new_zeros(batch, dim, max_len)
+        grad_channels = grad_channels.scatter_(-1, indices, grad_values).transpose(1, 2)
+        if max_len == ctx.features_shape[1]:
+            return grad_channels.contiguous(), None, None
         grad = grad_values.new_zeros(ctx.features_shape)
-        grad[:, :max_len] = grad_channels.transpose(1, 2)
+        grad[:, :max_len] = grad_channels
         return grad, None, None
 
 
