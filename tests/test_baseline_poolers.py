@@ -104,3 +104,19 @@ def test_kmax_gradient_equals_per_sample_autograd():
         (per_sample(top_k_mean(3), features, lengths) * upstream).sum(), features
     )[0]
     torch.testing.assert_close(ours, reference)
+
+
+def test_sorting_never_writes_into_the_callers_memory():
+    from gpo_plugin.models.utils import sort_channels_descending
+
+    maps = torch.randn(3, 4, 6)  # (B, D, L) contiguous: the (B, L, D) view needs no copy
+    original = maps.clone()
+    ordered = sort_channels_descending(maps.transpose(1, 2), torch.tensor([6, 2, 4]))
+    assert torch.equal(maps, original)
+    assert torch.isinf(ordered).sum() == 0
+
+
+@pytest.mark.parametrize('pooler', [AvgPooling(), MaxPooling(), GeMPooling()])
+def test_non_map_backbone_outputs_are_named(pooler):
+    with pytest.raises(ValueError, match=r'backbone outputs must be \(B, C, H, W\) maps'):
+        pooler((torch.randn(2, 3, 4),))

@@ -33,7 +33,5 @@ class AvgPooling(BaseSetPooling):
         pooled = (features[:, :max_len] * weights.unsqueeze(-1)).sum(dim=1)
         return pooled, weights.unsqueeze(-1)
 
-    def pool_map(self, feature_map: Tensor) -> Tensor:
-        if not isinstance(feature_map, Tensor) or feature_map.dim() != 4:
-            return super().pool_map(feature_map)  # raises the shape error
+    def pool_checked_map(self, feature_map: Tensor) -> Tensor:
         return self.global_pool(feature_map)

@@ -7,7 +7,7 @@ from abc import ABCMeta, abstractmethod
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from ..utils.set_ops import LengthsLike
+from ..utils.set_ops import LengthsLike, check_feature_map
 
 
 class BaseSetPooling(BaseModule, metaclass=ABCMeta):
@@ -38,13 +38,12 @@ class BaseSetPooling(BaseModule, metaclass=ABCMeta):
 
     def pool_map(self, feature_map: Tensor) -> Tensor:
         """Pool a (B, C, H, W) map over its H*W grid vectors into (B, C)."""
-        if not isinstance(feature_map, Tensor) or feature_map.dim() != 4:
-            shape = (
-                tuple(feature_map.shape) if isinstance(feature_map, Tensor) else type(feature_map)
-            )
-            raise ValueError(
-                f'{type(self).__name__}: backbone outputs must be (B, C, H, W) maps, got {shape}.'
-            )
+        check_feature_map(feature_map, type(self).__name__)
+        return self.pool_checked_map(feature_map)
+
+    def pool_checked_map(self, feature_map: Tensor) -> Tensor:
+        """Pool a map already checked to be (B, C, H, W); poolers with a native map
+        implementation (e.g. mmpretrain's) override this."""
         return self.pool(feature_map.flatten(2).transpose(1, 2))[0]
 
     def forward(self, inputs: Tensor | tuple[Tensor, ...], lengths: LengthsLike = None):

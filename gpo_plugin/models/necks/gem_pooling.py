@@ -48,7 +48,5 @@ class GeMPooling(BaseSetPooling):
         mean = powered.sum(dim=1) / lengths.unsqueeze(1).to(features.dtype)
         return mean.pow(1.0 / p), None
 
-    def pool_map(self, feature_map: Tensor) -> Tensor:
-        if not isinstance(feature_map, Tensor) or feature_map.dim() != 4:
-            return super().pool_map(feature_map)  # raises the shape error
+    def pool_checked_map(self, feature_map: Tensor) -> Tensor:
         return self.gem(feature_map)

@@ -18,7 +18,7 @@ from ..utils.partial_transport import (
     transport_cost,
     unit_ball,
 )
-from ..utils.set_ops import LengthsLike, check_set_input
+from ..utils.set_ops import LengthsLike, check_feature_map, check_set_input
 from .base_set_pooling import BaseSetPooling
 
 
@@ -138,18 +138,12 @@ class GSP(BaseSetPooling):
 
     def pool_map_full(self, feature_map: Tensor) -> GSPOutput:
         """(B, C, H, W) -> pooled (B, D), attributes (B, m), weights (B, H, W)."""
-        if not isinstance(feature_map, Tensor) or feature_map.dim() != 4:
-            shape = (
-                tuple(feature_map.shape)
-                if isinstance(feature_map, Tensor)
-                else type(feature_map).__name__
-            )
-            raise ValueError(f'GSP: backbone outputs must be (B, C, H, W) maps, got {shape}.')
+        check_feature_map(feature_map, 'GSP')
         batch, _, height, width = feature_map.shape
         out = self.pool_full(feature_map.flatten(2).transpose(1, 2))
         return out._replace(weights=out.weights.reshape(batch, height, width))
 
-    def pool_map(self, feature_map: Tensor) -> Tensor:
+    def pool_checked_map(self, feature_map: Tensor) -> Tensor:
         return self.pool_map_full(feature_map).pooled
 
     def forward(

@@ -65,6 +65,17 @@ def check_set_input(features: Tensor, lengths: LengthsLike, caller: str) -> Tens
     return lengths
 
 
+def check_feature_map(feature_map: Tensor, caller: str) -> None:
+    """Raise a ValueError naming ``caller`` unless ``feature_map`` is a (B, C, H, W) tensor."""
+    if not isinstance(feature_map, Tensor) or feature_map.dim() != 4:
+        shape = (
+            tuple(feature_map.shape)
+            if isinstance(feature_map, Tensor)
+            else type(feature_map).__name__
+        )
+        raise ValueError(f'{caller}: backbone outputs must be (B, C, H, W) maps, got {shape}.')
+
+
 def _as_long_tensor(lengths: Tensor | Sequence[int], caller: str) -> Tensor:
     if isinstance(lengths, Tensor):
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
@@ -148,11 +159,11 @@ class _SortedChannels(torch.autograd.Function):
         indices, lengths = ctx.saved_tensors
         batch, _, dim = ctx.features_shape
         max_len = int(lengths.max())
-        # Ranks past a set's size are constant zeros: no gradient flows through them.
-        grad_values = grad_values.masked_fill(
-            ~length_mask(lengths, grad_values.shape[-1]).unsqueeze(1), 0.0
-        )
-        if indices.shape[-1] == max_len:  # a full sort: the scatter writes every entry
+        kept = grad_values.shape[-1]
+        if bool((lengths < kept).any()):
+            # Ranks past a set's size are constant zeros: no gradient flows through them.
+            grad_values = grad_values.masked_fill(~length_mask(lengths, kept).unsqueeze(1), 0.0)
+        if kept == max_len:  # a full sort: the scatter writes every entry
             grad_channels = grad_values.new_empty(batch, dim, max_len)
         else:
             grad_channels = grad_values.new_zeros(batch, dim, max_len)
