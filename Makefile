@@ -42,7 +42,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format gpo_plugin tools tests configs
 
 bench: $(STAMP)
-	$(PY) tools/benchmark_pooling.py
-	$(PY) tools/benchmark_eval.py
-	$(PY) tools/benchmark_gsp.py
-	$(PY) tools/benchmark_metrics.py
+	$(PY) benchmarks/benchmark_pooling.py
+	$(PY) benchmarks/benchmark_eval.py
+	$(PY) benchmarks/benchmark_gsp.py
+	$(PY) benchmarks/benchmark_metrics.py

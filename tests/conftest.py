@@ -1,6 +1,13 @@
-"""Shared pytest set-up: one CPU thread (2-core machines thrash with more), offline hub."""
+"""Shared pytest set-up: one CPU thread (2-core machines thrash with more), offline hub, and
+the benchmark references and tools on the import path."""
 
 import os
+import sys
+from pathlib import Path
+
+# Tests import the reference formulations (benchmarks/references) and the tools' modules.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / 'benchmarks'), str(ROOT / 'tools')]
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('MKL_NUM_THREADS', '1')

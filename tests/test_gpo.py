@@ -8,7 +8,7 @@ from torch.autograd import gradcheck
 
 from gpo_plugin.models.necks import GPO
 from gpo_plugin.models.utils import sinusoid_encoding
-from gpo_plugin.testing.reference_gpo import batched_reference_gpo, per_sample_gpo
+from references.gpo import batched_reference_gpo, per_sample_gpo
 
 PUBLISHED_KEYS = [
     'gru.weight_ih_l0',

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from gpo_plugin.experiments.pooling_patterns import fit_pattern, target_weight_table, weight_rmse
+from pooling_patterns import fit_pattern, target_weight_table, weight_rmse
 
 
 def test_target_tables_by_hand():

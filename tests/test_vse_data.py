@@ -19,7 +19,6 @@ from gpo_plugin.datasets import (
 )
 from gpo_plugin.datasets.text_tokenizers import SPECIALS, build_vocab, save_vocab, split_words
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
 from make_demo_data import make_demo_data  # noqa: E402
 
 SIZES = {'train': 12, 'dev': 4, 'test': 4, 'testall': 10}

@@ -6,7 +6,7 @@ import torch
 
 from gpo_plugin.evaluation import VSERetrievalMetric, format_retrieval_table
 from gpo_plugin.evaluation.functional import retrieval_ranks, summarize_ranks
-from gpo_plugin.testing.reference_retrieval import (
+from references.retrieval import (
     reference_evaluation,
     reference_ranks,
     reference_summary,

@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-TOOLS = Path(__file__).resolve().parents[1] / 'tools'
 CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
-sys.path.insert(0, str(TOOLS))
 
 import test as test_tool  # noqa: E402
 import train as train_tool  # noqa: E402

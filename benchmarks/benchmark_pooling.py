@@ -3,7 +3,7 @@
 All methods run in one process on the same inputs; the table reports the median time
 of repeated runs and the ratio to GPO, and checks GPO equals the per-sample reference.
 
-    python tools/benchmark_pooling.py [--device cuda] [--repeats 5]
+    python benchmarks/benchmark_pooling.py [--device cuda] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 
 from gpo_plugin.models.necks import GPO, AvgPooling, KMaxPooling, MaxPooling
-from gpo_plugin.testing.reference_gpo import batched_reference_gpo, per_sample_gpo
+from references.gpo import batched_reference_gpo, per_sample_gpo
 
 # (name, B, L, D, smallest set size): region sets shrink under 20 % region dropout,
 # captions vary in length, grids lose vectors under size augmentation.

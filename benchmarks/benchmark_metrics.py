@@ -2,7 +2,7 @@
 metrics) against PML's ``AccuracyCalculator`` (faiss k-NN) on the same random embeddings in the
 same process. Prints a markdown table of values, wall time, peak extra memory and ratios.
 
-    OMP_NUM_THREADS=2 python tools/benchmark_metrics.py [--num 60502 --classes 11316 --dim 128]
+    OMP_NUM_THREADS=2 python benchmarks/benchmark_metrics.py [--num 60502 --classes 11316 --dim 128]
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 formulation (100 unrolled fixed-point iterations, autograd through all of them), at ResNet-50
 shapes, all in one process. Prints a markdown table with ratios.
 
-    OMP_NUM_THREADS=2 python tools/benchmark_gsp.py [--batch 32 --channels 2048 --grid 7
+    OMP_NUM_THREADS=2 python benchmarks/benchmark_gsp.py [--batch 32 --channels 2048 --grid 7
                                                       --dim 512 --prototypes 64 --repeats 20]
 """
 
@@ -22,7 +22,7 @@ from gpo_plugin.models.utils.partial_transport import (
     partial_transport,
     pooling_weights,
 )
-from gpo_plugin.testing.reference_gsp import unrolled_gsp, unrolled_transport
+from references.gsp import unrolled_gsp, unrolled_transport
 
 
 def parse_args() -> argparse.Namespace:

@@ -3,28 +3,26 @@
 On random embeddings of COCO-5K size (5000 images, 25000 captions, 1024-d), times the
 full evaluation -- the 5K result plus the 5-fold 1K average -- of
 ``gpo_plugin.evaluation.VSERetrievalMetric`` (chunked, no sorting) and of
-``gpo_plugin.testing.reference_retrieval`` (a Python loop over rows with argsort), in
+``benchmarks/references/retrieval.py`` (a Python loop over rows with argsort), in
 the same process, and checks that every number is identical.
 
 Usage:
-    python tools/benchmark_eval.py [--images 5000] [--captions-per-image 5] [--dim 1024]
+    python benchmarks/benchmark_eval.py [--images 5000] [--captions-per-image 5] [--dim 1024]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import os.path as osp
 import sys
 import time
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import torch  # noqa: E402
 
 from gpo_plugin.evaluation import VSERetrievalMetric  # noqa: E402
-from gpo_plugin.testing.reference_retrieval import reference_evaluation  # noqa: E402
+from references.retrieval import reference_evaluation  # noqa: E402
 
 
 def embeddings(n_img: int, k: int, dim: int, seed: int = 0):

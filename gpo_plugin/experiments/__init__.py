@@ -1,1 +1,0 @@
-"""Small self-contained experiments (runnable on CPU) used by tools/ and tests."""
