@@ -22,6 +22,7 @@ os.environ.setdefault('OMP_NUM_THREADS', '1')
 import torch  # noqa: E402
 
 from gpo_plugin.evaluation import VSERetrievalMetric  # noqa: E402
+
 from references.retrieval import reference_evaluation  # noqa: E402
 
 

@@ -22,6 +22,7 @@ from gpo_plugin.models.utils.partial_transport import (
     partial_transport,
     pooling_weights,
 )
+
 from references.gsp import unrolled_gsp, unrolled_transport
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 
 from gpo_plugin.models.necks import GPO, AvgPooling, KMaxPooling, MaxPooling
+
 from references.gpo import batched_reference_gpo, per_sample_gpo
 
 # (name, B, L, D, smallest set size): region sets shrink under 20 % region dropout,

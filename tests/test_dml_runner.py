@@ -16,9 +16,8 @@ from pytorch_metric_learning import miners as pml_miners
 from gpo_plugin.evaluation.mlrc import concatenated_metrics, extract_embeddings
 from gpo_plugin.models import MetricLearner
 from gpo_plugin.models.heads import MetricLearningHead
-from gpo_plugin.models.losses import build_pml
 from gpo_plugin.models.necks import GSP
-from gpo_plugin.registry import MODELS
+from gpo_plugin.registry import MODELS, build_pml
 
 
 def test_pml_bridge_resolves_names_against_pml_not_models():

@@ -8,6 +8,7 @@ from torch.autograd import gradcheck
 
 from gpo_plugin.models.necks import GPO
 from gpo_plugin.models.utils import sinusoid_encoding
+
 from references.gpo import batched_reference_gpo, per_sample_gpo
 
 PUBLISHED_KEYS = [

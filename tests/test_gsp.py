@@ -12,6 +12,7 @@ from gpo_plugin.models.utils.partial_transport import (
     transport_cost,
 )
 from gpo_plugin.registry import MODELS
+
 from references.gsp import fixed_point_lambda, unrolled_gsp, unrolled_transport
 
 SETTINGS = [(0.3, 5.0), (0.7, 0.5), (0.1, 20.0), (0.9, 2.0)]

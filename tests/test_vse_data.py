@@ -1,13 +1,13 @@
 """Precomputed caption dataset, tokenisers, augmentation and collation (DESIGN §4-5)."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from gpo_plugin.apis import make_demo_data
 from gpo_plugin.datasets import (
     PackVSEInputs,
     PrecompCaptionDataset,
@@ -17,9 +17,7 @@ from gpo_plugin.datasets import (
     build_caption_tokenizer,
     vse_collate,
 )
-from gpo_plugin.datasets.text_tokenizers import SPECIALS, build_vocab, save_vocab, split_words
-
-from make_demo_data import make_demo_data  # noqa: E402
+from gpo_plugin.utils.vocab import SPECIALS, build_vocab, save_vocab, split_words
 
 SIZES = {'train': 12, 'dev': 4, 'test': 4, 'testall': 10}
 

@@ -6,6 +6,7 @@ import torch
 
 from gpo_plugin.evaluation import VSERetrievalMetric, format_retrieval_table
 from gpo_plugin.evaluation.functional import retrieval_ranks, summarize_ranks
+
 from references.retrieval import (
     reference_evaluation,
     reference_ranks,

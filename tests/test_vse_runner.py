@@ -1,18 +1,15 @@
 """End to end on the mmengine Runner: train, validate, checkpoint, resume, test (tiny demo)."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
+from gpo_plugin.apis import cli, make_demo_data
+from gpo_plugin.utils.vocab import build_vocab_file
 
-import test as test_tool  # noqa: E402
-import train as train_tool  # noqa: E402
-from build_vocab import build_vocab_file  # noqa: E402
-from make_demo_data import make_demo_data  # noqa: E402
+CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 
 SIZES = {'train': 40, 'dev': 10, 'test': 10, 'testall': 20}
 
@@ -49,7 +46,7 @@ def test_train_val_checkpoint_resume_test(tiny_data, tmp_path, capsys):
     root, vocab = tiny_data
     work = tmp_path / 'work'
     config = str(CONFIGS / 'vse_gpo_demo.py')
-    train_tool.main([config, '--work-dir', str(work), *options(root, vocab, 2)])
+    cli.train([config, '--work-dir', str(work), *options(root, vocab, 2)])
     assert (work / 'epoch_2.pth').is_file()
     assert list(work.glob('best_retrieval_rsum_epoch_*.pth'))
     assert (work / 'pooling_weights' / 'epoch_2_img_enc_gpool.png').is_file()
@@ -58,7 +55,7 @@ def test_train_val_checkpoint_resume_test(tiny_data, tmp_path, capsys):
     assert ckpt2['meta']['epoch'] == 2 and 'optimizer' in ckpt2
 
     # Resume from the last checkpoint and train one more epoch.
-    train_tool.main([config, '--work-dir', str(work), '--resume', *options(root, vocab, 3)])
+    cli.train([config, '--work-dir', str(work), '--resume', *options(root, vocab, 3)])
     ckpt3 = torch.load(work / 'epoch_3.pth', weights_only=True)
     assert ckpt3['meta']['epoch'] == 3 and ckpt3['meta']['iter'] == 3 * ckpt2['meta']['iter'] // 2
     changed = [
@@ -69,7 +66,7 @@ def test_train_val_checkpoint_resume_test(tiny_data, tmp_path, capsys):
     assert 'img_enc.gpool.linear.weight' in changed
 
     out = tmp_path / 'results.json'
-    metrics = test_tool.main(
+    metrics = cli.test(
         [
             config,
             str(work / 'epoch_3.pth'),
@@ -98,7 +95,7 @@ def test_train_val_checkpoint_resume_test(tiny_data, tmp_path, capsys):
 
 def test_test_tool_reports_missing_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.pth'):
-        test_tool.main([str(CONFIGS / 'vse_gpo_demo.py'), str(tmp_path / 'nope.pth')])
+        cli.test([str(CONFIGS / 'vse_gpo_demo.py'), str(tmp_path / 'nope.pth')])
 
 
 @pytest.mark.parametrize(

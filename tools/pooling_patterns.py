@@ -24,6 +24,7 @@ from torch import Tensor
 from gpo_plugin.models.necks import GPO
 from gpo_plugin.models.utils import sort_channels_descending, weighted_sum_sorted
 
+
 def _average(k: Tensor, n: int) -> Tensor:
     return torch.full_like(k, 1.0 / n, dtype=torch.float32)
 

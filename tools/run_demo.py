@@ -1,7 +1,6 @@
 """The VSE∞ demo: bundled synthetic data -> train BiGRU + GPO on the Runner -> retrieval table.
 
-Creates the data (tools/make_demo_data.py) and the vocabulary (tools/build_vocab.py) if
-missing, trains ``configs/vse_gpo_demo.py``, evaluates on ``testall`` (500 images: the
+Creates the data and the vocabulary (``gpo_plugin.apis.ensure_vse_demo_data``) if missing, trains ``configs/vse_gpo_demo.py``, evaluates on ``testall`` (500 images: the
 full set and the 5-fold average) and prints the table; then trains the average-pooling
 baseline (``configs/vse_avgpool_demo.py``, skip with ``--no-compare``) and prints both rSums.
 
@@ -14,43 +13,28 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
-import sys
 import time
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, osp.join(REPO, 'tools'))
 
 import torch  # noqa: E402
-from build_vocab import build_vocab_file  # noqa: E402
-from make_demo_data import SPLITS, make_demo_data  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+from gpo_plugin.apis import ensure_vse_demo_data  # noqa: E402
+
 torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
-
-
-def ensure_data(data_dir: str) -> tuple[str, str]:
-    """Create the demo set and its vocabulary where missing; returns (precomp, vocab)."""
-    precomp, vocab = osp.join(data_dir, 'precomp'), osp.join(data_dir, 'vocab.json')
-    if not all(osp.isfile(osp.join(precomp, f'{s}_ims.npy')) for s in SPLITS):
-        print(f'[demo] writing the synthetic retrieval set to {precomp}')
-        make_demo_data(precomp)
-    if not osp.isfile(vocab):
-        size = build_vocab_file([osp.join(precomp, 'train_caps.txt')], vocab, threshold=4)
-        print(f'[demo] vocabulary of {size} words -> {vocab}')
-    return precomp, vocab
+CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
 
 
 def run(config: str, work_dir: str, precomp: str, vocab: str) -> dict:
-    cfg = Config.fromfile(osp.join(REPO, 'configs', config))
+    cfg = Config.fromfile(osp.join(CONFIGS, config))
     cfg.work_dir = work_dir
-    tokenizer = dict(type='VocabTokenizer', vocab_file=vocab)
-    cfg.model.txt_enc.vocab_file = vocab
+    tokenizer = dict(type='VocabTokenizer', vocab_file=str(vocab))
+    cfg.model.txt_enc.vocab_file = str(vocab)
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[key].dataset.data_root = precomp
+        cfg[key].dataset.data_root = str(precomp)
         cfg[key].dataset.tokenizer = tokenizer
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -71,7 +55,7 @@ def main() -> None:
     from gpo_plugin.evaluation import format_retrieval_table
 
     start = time.time()
-    precomp, vocab = ensure_data(args.data_dir)
+    precomp, vocab = ensure_vse_demo_data(args.data_dir)
     runs = [('GPO', 'vse_gpo_demo.py')]
     if args.compare:
         runs.append(('AvgPooling', 'vse_avgpool_demo.py'))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from mmengine.registry import FUNCTIONS
 from torch.nn.utils.rnn import pad_sequence
+
+from gpo_plugin.registry import FUNCTIONS
 
 
 @FUNCTIONS.register_module()

@@ -8,6 +8,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from gpo_plugin.registry import MODELS
+from gpo_plugin.utils.pretrained import load_pretrained_offline
 
 from ..utils.set_ops import check_set_input, length_mask
 
@@ -44,18 +45,14 @@ class BertTextEncoder(BaseModule):
         super().__init__(init_cfg=init_cfg)
         from transformers import AutoModel
 
-        from gpo_plugin.datasets.text_tokenizers import resolve_pretrained
-
-        pretrained = resolve_pretrained(pretrained)
-        try:
-            self.bert = AutoModel.from_pretrained(pretrained, local_files_only=True)
-        except OSError as err:
-            raise FileNotFoundError(
-                f'BertTextEncoder: cannot load a model from {pretrained!r} offline (no hub '
-                'access here). Set the config field `model.txt_enc.pretrained` and the '
-                "dataset's `tokenizer.path` to a local directory with config.json and the "
-                f'weights (e.g. a saved bert-base-uncased). ({err})'
-            ) from None
+        self.bert = load_pretrained_offline(
+            AutoModel,
+            pretrained,
+            'BertTextEncoder',
+            "Set the config field `model.txt_enc.pretrained` and the dataset's "
+            '`tokenizer.path` to a local directory with config.json and the weights (e.g. a '
+            'saved bert-base-uncased).',
+        )
         self.linear = nn.Linear(self.bert.config.hidden_size, embed_dim)
         self.gpool = MODELS.build(pooling or dict(type='GPO'))
 

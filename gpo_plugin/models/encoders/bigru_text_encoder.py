@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from gpo_plugin.registry import MODELS
+from gpo_plugin.utils.vocab import read_vocab
 
 from ..utils.set_ops import check_set_input
 
@@ -44,9 +45,7 @@ class BiGRUTextEncoder(BaseModule):
         if vocab_size is None:
             if vocab_file is None:
                 raise ValueError('BiGRUTextEncoder: give `vocab_size` or `vocab_file`.')
-            from gpo_plugin.datasets.text_tokenizers import VocabTokenizer
-
-            vocab_size = VocabTokenizer(vocab_file).vocab_size
+            vocab_size = len(read_vocab(vocab_file))
         self.embed_dim = embed_dim
         self.embed = nn.Embedding(vocab_size, word_dim)
         nn.init.uniform_(self.embed.weight, -0.1, 0.1)

@@ -11,9 +11,7 @@ from mmengine.model import BaseModule
 from mmpretrain.structures import DataSample
 from torch import Tensor, nn
 
-from gpo_plugin.registry import MODELS
-
-from ..losses.pml_bridge import build_pml
+from gpo_plugin.registry import MODELS, build_pml
 
 
 @MODELS.register_module()

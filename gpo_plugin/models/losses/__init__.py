@@ -1,5 +1,5 @@
-"""Losses: VSE++ contrastive, zero-shot regularisation, the PML bridge."""
+"""Losses: VSE++ contrastive and zero-shot regularisation (PML's losses come through
+``gpo_plugin.registry.PML_COMPONENTS``)."""
 
 from .contrastive_loss import ContrastiveLoss  # noqa: F401
-from .pml_bridge import PML_COMPONENTS, build_pml  # noqa: F401
 from .zero_shot_loss import ZeroShotLoss  # noqa: F401

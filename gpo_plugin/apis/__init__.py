@@ -1,0 +1,3 @@
+"""High-level entry points: what the tools run (train/test), and the bundled demo data."""
+
+from .demo_data import ensure_vse_demo_data, make_demo_data  # noqa: F401

@@ -1,0 +1,164 @@
+"""What ``tools/train.py`` and ``tools/test.py`` do, as functions (the tools are thin wrappers).
+
+Both take the usual mmpretrain/mmengine flags: a config, ``--work-dir``, ``--cfg-options``,
+``--launcher``, plus ``--data-root`` (sets ``data_root`` of every loader's dataset in one go);
+``train`` adds ``--resume [CKPT]``, ``--amp`` and ``--auto-scale-lr``, ``test`` a checkpoint
+and ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+from collections.abc import Sequence
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options train and test share."""
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go')
+    parser.add_argument(
+        '--data-root', help='set `data_root` of the train/val/test datasets in one go'
+    )
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config fields, e.g. train_cfg.max_epochs=5',
+    )
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher',
+    )
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = add_common_args(argparse.ArgumentParser(description='Train a model with mmengine.'))
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from CKPT, or from the latest checkpoint of the work dir',
+    )
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the LR by total batch / auto_scale_lr.base_batch_size',
+    )
+    return parser
+
+
+def test_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description='Test a checkpoint with mmengine.')
+    add_common_args(parser)
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out', help='write the metrics to this JSON file')
+    return parser
+
+
+def set_data_root(cfg: Config, data_root: str) -> None:
+    """Point the dataset of every *_dataloader that has a data root at ``data_root``."""
+    for key in LOADERS:
+        dataset = (cfg.get(key) or {}).get('dataset')
+        if dataset is not None and 'data_root' in dataset:
+            dataset['data_root'] = data_root
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The config with the shared options applied: launcher, --cfg-options, --data-root and
+    the work dir (default ``work_dirs/<config name>``)."""
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.data_root:
+        set_data_root(cfg, args.data_root)
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def apply_train_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """--amp, --resume and --auto-scale-lr."""
+    if args.amp:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit(
+                "--amp: mmengine's AmpOptimWrapper needs a GPU; none is visible. "
+                'Drop --amp to train in float32 on the CPU.'
+            )
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
+            raise ValueError(
+                f'--auto-scale-lr: {args.config} has no '
+                '`auto_scale_lr = dict(base_batch_size=...)`.'
+            )
+        cfg.auto_scale_lr.enable = True
+    return cfg
+
+
+def train(argv: Sequence[str] | None = None) -> Runner:
+    """``tools/train.py``: build the Runner from the config and train."""
+    args = train_parser().parse_args(argv)
+    runner = Runner.from_cfg(apply_train_args(load_config(args), args))
+    runner.train()
+    return runner
+
+
+def test(argv: Sequence[str] | None = None) -> dict:
+    """``tools/test.py``: evaluate a checkpoint, print the metrics (and write ``--out``)."""
+    args = test_parser().parse_args(argv)
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'test.py: checkpoint {args.checkpoint} not found.')
+    cfg = load_config(args)
+    cfg.load_from = args.checkpoint
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    if runner.rank == 0:
+        print_metrics(metrics)
+        if args.out:
+            os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+            with open(args.out, 'w') as f:
+                json.dump(metrics, f, indent=2)
+            print(f'metrics written to {args.out}')
+    return metrics
+
+
+def print_metrics(metrics: dict) -> None:
+    """Image–text retrieval metrics as the papers' table; anything else one per line."""
+    from gpo_plugin.evaluation import format_retrieval_table
+
+    rsum = [k for k in metrics if k.endswith('rsum') and 'fold' not in k]
+    if not rsum:
+        for key, value in metrics.items():
+            print(f'{key}: {value}')
+        return
+    prefix = rsum[0][: -len('rsum')]
+    folds = sorted(
+        {k[len(prefix) + 4 :].split('_')[0] for k in metrics if k.startswith(prefix + 'fold')}
+    )
+    fold_size = int(folds[0]) if folds and folds[0].isdigit() else None
+    print(format_retrieval_table(metrics, fold_size=fold_size, prefix=prefix))
