@@ -101,8 +101,7 @@ def save_pooling_weights(model, dataset_cfg: dict, path: str, per_class: int = 3
     images = torch.stack([torch.from_numpy(dataset.get_data_info(i)['img']) for i in chosen])
     model.eval()
     batch = model.data_preprocessor({'inputs': list(images.permute(0, 3, 1, 2))}, False)
-    _, weights = model.neck(model.backbone(batch['inputs']), return_weights=True)
-    weights = weights[-1]
+    weights = model.neck.pool_map_full(model.backbone(batch['inputs'])[-1]).weights
     fig, axes = plt.subplots(2, len(chosen), figsize=(1.1 * len(chosen), 2.5))
     for col, index in enumerate(chosen):
         axes[0, col].imshow(images[col, ..., 0], cmap='gray')

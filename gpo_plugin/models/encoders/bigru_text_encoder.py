@@ -9,7 +9,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from gpo_plugin.registry import MODELS
 from gpo_plugin.utils.vocab import read_vocab
 
-from ..utils.set_ops import check_set_input
+from ..utils.set_ops import check_token_lengths
 
 
 @MODELS.register_module()
@@ -53,7 +53,8 @@ class BiGRUTextEncoder(BaseModule):
         self.gpool = MODELS.build(pooling or dict(type='GPO'))
 
     def embed_tokens(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """Per-token embeddings (B, T_max, E), zero past each length."""
+        """Per-token embeddings (B, T_max, E), zero past each length; ``lengths`` already
+        checked (:meth:`forward`)."""
         if tokens.max() >= self.embed.num_embeddings:
             raise ValueError(
                 f'BiGRUTextEncoder: token id {int(tokens.max())} is outside the '
@@ -61,7 +62,6 @@ class BiGRUTextEncoder(BaseModule):
                 'tokenizer must use the same vocab_file.'
             )
         words = self.embed(tokens)
-        lengths = check_set_input(words, lengths, 'BiGRUTextEncoder')
         packed = pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
         hidden, _ = pad_packed_sequence(
             self.rnn(packed)[0], batch_first=True, total_length=tokens.shape[1]
@@ -69,5 +69,6 @@ class BiGRUTextEncoder(BaseModule):
         forward_dir, backward_dir = hidden.split(self.embed_dim, dim=-1)
         return (forward_dir + backward_dir) / 2
 
-    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        return self.gpool.pool(self.embed_tokens(tokens, lengths), lengths)[0]
+    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
+        lengths = check_token_lengths(tokens, lengths, 'BiGRUTextEncoder')
+        return self.gpool.pool_checked(self.embed_tokens(tokens, lengths), lengths)[0]

@@ -67,14 +67,14 @@ class PrecompRegionEncoder(BaseModule):
         self.gpool = MODELS.build(pooling or dict(type='GPO'))
 
     def embed_regions(self, regions: Tensor, lengths: Tensor) -> Tensor:
-        """Per-region embeddings (B, R, E), zero at padded positions."""
+        """Per-region embeddings (B, R, E), zero at padded positions; ``lengths`` already
+        checked (:meth:`forward`)."""
         if regions.shape[-1] != self.in_channels:
             raise ValueError(
                 f'PrecompRegionEncoder: regions have {regions.shape[-1]} channels, '
                 f'the config sets in_channels={self.in_channels} (shape '
                 f'{tuple(regions.shape)}); make them agree.'
             )
-        lengths = check_set_input(regions, lengths, 'PrecompRegionEncoder')
         valid = length_mask(lengths, regions.shape[1])
         flat = regions[valid]
         out = self.fc(flat)
@@ -84,5 +84,6 @@ class PrecompRegionEncoder(BaseModule):
         features[valid] = out
         return features
 
-    def forward(self, regions: Tensor, lengths: Tensor) -> Tensor:
-        return self.gpool.pool(self.embed_regions(regions, lengths), lengths)[0]
+    def forward(self, regions: Tensor, lengths: Tensor | None = None) -> Tensor:
+        lengths = check_set_input(regions, lengths, 'PrecompRegionEncoder')
+        return self.gpool.pool_checked(self.embed_regions(regions, lengths), lengths)[0]

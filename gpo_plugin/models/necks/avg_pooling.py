@@ -7,7 +7,7 @@ from torch import Tensor
 
 from gpo_plugin.registry import MODELS
 
-from ..utils.set_ops import LengthsLike, check_set_input, length_mask
+from ..utils.set_ops import length_mask
 from .base_set_pooling import BaseSetPooling
 
 
@@ -25,8 +25,7 @@ class AvgPooling(BaseSetPooling):
         super().__init__(init_cfg=init_cfg)
         self.global_pool = GlobalAveragePooling(dim=2)
 
-    def pool(self, features: Tensor, lengths: LengthsLike = None) -> tuple[Tensor, Tensor]:
-        lengths = check_set_input(features, lengths, 'AvgPooling.pool')
+    def pool_checked(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         max_len = int(lengths.max())
         valid = length_mask(lengths, max_len).to(features.dtype)
         weights = valid / lengths.unsqueeze(1).to(features.dtype)

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from gpo_plugin.registry import MODELS
 
-from ..utils.set_ops import LengthsLike, check_set_input, length_mask
+from ..utils.set_ops import length_mask
 from .base_set_pooling import BaseSetPooling
 
 
@@ -39,8 +39,7 @@ class GeMPooling(BaseSetPooling):
         super().__init__(init_cfg=init_cfg)
         self.gem = GeneralizedMeanPooling(p=p, eps=eps, clamp=clamp, p_trainable=p_trainable)
 
-    def pool(self, features: Tensor, lengths: LengthsLike = None) -> tuple[Tensor, None]:
-        lengths = check_set_input(features, lengths, 'GeMPooling.pool')
+    def pool_checked(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, None]:
         max_len = int(lengths.max())
         p = self.gem.p.clamp(min=1) if self.gem.clamp else self.gem.p
         valid = length_mask(lengths, max_len).unsqueeze(-1)

@@ -10,8 +10,6 @@ from torch import Tensor, nn
 from gpo_plugin.registry import MODELS
 
 from ..utils.set_ops import (
-    LengthsLike,
-    check_set_input,
     length_mask,
     sinusoid_encoding,
     sort_channels_descending,
@@ -61,8 +59,7 @@ class GPO(BaseSetPooling):
         self.linear = nn.Linear(d_hidden, 1, bias=False)
         self._weights_cache: dict[tuple, Tensor] = {}
 
-    def pool(self, features: Tensor, lengths: LengthsLike = None) -> tuple[Tensor, Tensor]:
-        lengths = check_set_input(features, lengths, 'GPO.pool')
+    def pool_checked(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         weights = self.pool_weights(lengths)
         pooled = weighted_sum_sorted(sort_channels_descending(features, lengths), weights)
         return pooled, weights.unsqueeze(-1)

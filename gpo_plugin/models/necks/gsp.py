@@ -18,7 +18,7 @@ from ..utils.partial_transport import (
     transport_cost,
     unit_ball,
 )
-from ..utils.set_ops import LengthsLike, check_feature_map, check_set_input
+from ..utils.set_ops import check_feature_map
 from .base_set_pooling import BaseSetPooling
 
 
@@ -60,8 +60,10 @@ class GSP(BaseSetPooling):
         init_cfg: mmengine initialisation config. Defaults to None.
 
     Shapes:
-        ``forward``: tuple of (B, C, H, W) -> tuple of (B, D); with ``return_attributes`` /
-        ``return_weights`` also tuples of (B, m) attributes / (B, H, W) weights.
+        ``forward``: tuple of (B, C, H, W) -> tuple of (B, D) (the mmpretrain neck call).
+        ``pool_map_full``: (B, C, H, W) -> ``GSPOutput`` of pooled (B, D), attributes (B, m)
+        (for the zero-shot loss) and weights (B, H, W); ``pool_full`` the same on (B, n, C)
+        sets, with weights (B, n). Models that need the attributes call these.
         ``pool``: (B, n, C) -> pooled (B, D), weights (B, n, 1).
     """
 
@@ -126,8 +128,7 @@ class GSP(BaseSetPooling):
             pooled = torch.einsum('bn,bnd->bd', weights, x) / x.shape[1]
         return GSPOutput(pooled, attribute_vectors(plan, self.transport_ratio), weights)
 
-    def pool(self, features: Tensor, lengths: LengthsLike = None) -> tuple[Tensor, Tensor]:
-        lengths = check_set_input(features, lengths, 'GSP.pool')
+    def pool_checked(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         if bool((lengths != features.shape[1]).any()):
             raise ValueError(
                 'GSP.pool: padded sets are not supported (every feature carries mass '
@@ -145,28 +146,6 @@ class GSP(BaseSetPooling):
 
     def pool_checked_map(self, feature_map: Tensor) -> Tensor:
         return self.pool_map_full(feature_map).pooled
-
-    def forward(
-        self,
-        inputs: Tensor | tuple[Tensor, ...],
-        lengths: LengthsLike = None,
-        return_attributes: bool = False,
-        return_weights: bool = False,
-    ):
-        """mmpretrain neck call. Extra outputs (tuples, one entry per map) only on request:
-        ``(pooled, attributes)``, ``(pooled, weights)`` or ``(pooled, attributes, weights)``."""
-        if not (return_attributes or return_weights):
-            return super().forward(inputs, lengths)
-        maps = tuple(inputs) if isinstance(inputs, tuple | list) else (inputs,)
-        outs = [self.pool_map_full(x) for x in maps]
-        result = [tuple(o.pooled for o in outs)]
-        if return_attributes:
-            result.append(tuple(o.attributes for o in outs))
-        if return_weights:
-            result.append(tuple(o.weights for o in outs))
-        if not isinstance(inputs, tuple | list):
-            result = [r[0] for r in result]
-        return tuple(result)
 
     def _check_features(self, features: Tensor) -> None:
         if features.shape[-1] != self.in_channels:

@@ -8,8 +8,6 @@ from torch import Tensor
 from gpo_plugin.registry import MODELS
 
 from ..utils.set_ops import (
-    LengthsLike,
-    check_set_input,
     length_mask,
     sort_channels_descending,
     weighted_sum_sorted,
@@ -36,8 +34,7 @@ class KMaxPooling(BaseSetPooling):
             raise ValueError(f'KMaxPooling: `k` must be a positive integer, got {k!r}.')
         self.k = k
 
-    def pool(self, features: Tensor, lengths: LengthsLike = None) -> tuple[Tensor, Tensor]:
-        lengths = check_set_input(features, lengths, 'KMaxPooling.pool')
+    def pool_checked(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         kept = torch.clamp(lengths, max=self.k)
         top = sort_channels_descending(features, lengths, top=self.k)  # (B, D, min(K, N_max))
         weights = length_mask(kept, top.shape[-1]).to(features.dtype) / kept.unsqueeze(1)

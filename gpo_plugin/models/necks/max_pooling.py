@@ -8,7 +8,7 @@ from torch import Tensor
 
 from gpo_plugin.registry import MODELS
 
-from ..utils.set_ops import LengthsLike, check_set_input, length_mask
+from ..utils.set_ops import length_mask
 from .base_set_pooling import BaseSetPooling
 
 
@@ -22,8 +22,7 @@ class MaxPooling(BaseSetPooling):
         equal to 1 at the first sorted position and 0 elsewhere.
     """
 
-    def pool(self, features: Tensor, lengths: LengthsLike = None) -> tuple[Tensor, Tensor]:
-        lengths = check_set_input(features, lengths, 'MaxPooling.pool')
+    def pool_checked(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         max_len = int(lengths.max())
         valid = length_mask(lengths, max_len)
         pooled = features[:, :max_len].masked_fill(~valid.unsqueeze(-1), -math.inf).amax(dim=1)

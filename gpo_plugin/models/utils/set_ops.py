@@ -39,17 +39,41 @@ def check_set_input(features: Tensor, lengths: LengthsLike, caller: str) -> Tens
             f'{caller}: `features` must be a floating-point tensor, got {features.dtype}.'
         )
     batch, set_len, _ = features.shape
+    shape = f'features {tuple(features.shape)}'
+    return check_lengths(lengths, batch, set_len, caller, device=features.device, what=shape)
+
+
+def check_lengths(
+    lengths: LengthsLike,
+    batch: int,
+    set_len: int,
+    caller: str,
+    device=None,
+    what: str = 'the padded batch',
+) -> Tensor:
+    """Validate the sizes of a batch of ``batch`` padded sets of ``set_len`` positions.
+
+    Returns (B,) ``torch.long`` lengths on ``device``; ``None`` means every set is full.
+    Each call syncs device to host once: models check a set where it enters and then
+    trust it (``BaseSetPooling.pool_checked``).
+    """
     if batch == 0:
-        raise ValueError(f'{caller}: `features` holds no samples (B = 0).')
+        raise ValueError(f'{caller}: the batch holds no samples (B = 0).')
     if lengths is None:
-        lengths = torch.full((batch,), set_len, dtype=torch.long, device=features.device)
-    lengths = _as_long_tensor(lengths, caller).to(features.device)
+        if set_len < 1:
+            raise ValueError(
+                f'{caller}: every set needs at least one element, got lengths[0] = 0 '
+                f'(an empty set axis in {what}).'
+            )
+        return torch.full((batch,), set_len, dtype=torch.long, device=device)
+    lengths = _as_long_tensor(lengths, caller).to(device)
     if lengths.dim() != 1 or lengths.numel() != batch:
         raise ValueError(
-            f'{caller}: `lengths` must have shape (B,) = ({batch},) to match '
-            f'features {tuple(features.shape)}, got shape {tuple(lengths.shape)}.'
+            f'{caller}: `lengths` must have shape (B,) = ({batch},) to match {what}, '
+            f'got shape {tuple(lengths.shape)}.'
         )
-    smallest, largest = int(lengths.min()), int(lengths.max())
+    smallest, largest = torch.aminmax(lengths)
+    smallest, largest = int(smallest), int(largest)
     if smallest < 1:
         index = int(torch.argmin(lengths))
         raise ValueError(
@@ -60,9 +84,20 @@ def check_set_input(features: Tensor, lengths: LengthsLike, caller: str) -> Tens
         index = int(torch.argmax(lengths))
         raise ValueError(
             f'{caller}: lengths[{index}] = {largest} exceeds the set axis of '
-            f'features (L = {set_len}, shape {tuple(features.shape)}).'
+            f'{what} (L = {set_len}).'
         )
     return lengths
+
+
+def check_token_lengths(tokens: Tensor, lengths: LengthsLike, caller: str) -> Tensor:
+    """Validate (B, T) integer token ids and their lengths; returns the lengths as
+    :func:`check_lengths` does."""
+    if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.is_floating_point():
+        shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
+        raise ValueError(f'{caller}: tokens must be a (B, T) integer tensor, got {shape}.')
+    batch, set_len = tokens.shape
+    shape = f'tokens {tuple(tokens.shape)}'
+    return check_lengths(lengths, batch, set_len, caller, device=tokens.device, what=shape)
 
 
 def check_feature_map(feature_map: Tensor, caller: str) -> None:
