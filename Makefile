@@ -35,11 +35,15 @@ demo-dml: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+LINTED := gpo_plugin tools tests configs benchmarks
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check gpo_plugin tools tests configs
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format gpo_plugin tools tests configs
+	$(VENV)/bin/ruff check --fix $(LINTED)
+	$(VENV)/bin/ruff format $(LINTED)
 
 bench: $(STAMP)
 	$(PY) benchmarks/benchmark_pooling.py

@@ -1,4 +1,4 @@
-"""Benchmark the retrieval evaluation against the per-row argsort reference (DESIGN §5).
+"""Benchmark the retrieval evaluation against the per-row argsort reference (docs/vse.md#evaluation-protocol).
 
 On random embeddings of COCO-5K size (5000 images, 25000 captions, 1024-d), times the
 full evaluation -- the 5K result plus the 5-fold 1K average -- of

@@ -1,4 +1,4 @@
-"""CUB / Cars196 / SOP readers on generated miniature copies of the real layouts (DESIGN §5),
+"""CUB / Cars196 / SOP readers on generated miniature copies of the real layouts (docs/dml.md#data),
 the MLRC folds, the digits set, and clear errors for missing or malformed files."""
 
 import os

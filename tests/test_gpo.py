@@ -1,4 +1,4 @@
-"""GPO against DESIGN §3: hand-computed cases, the per-sample formulation, invariances."""
+"""GPO against docs/pooling.md#gpo-the-generalized-pooling-operator-vse: hand-computed cases, the per-sample formulation, invariances."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""GSP (DESIGN §6): exact solve, implicit gradient, mu = 1 -> GAP, outputs, k-center init."""
+"""GSP (docs/pooling.md#gsp-generalized-sum-pooling): exact solve, implicit gradient, mu = 1 -> GAP, outputs, k-center init."""
 
 import pytest
 import torch
@@ -38,7 +38,7 @@ def test_transport_marginals(mu, gamma):
     assert (plan >= 0).all() and (residual >= 0).all()
     torch.testing.assert_close(residual + plan.sum(1), torch.full_like(residual, 1 / n))
     torch.testing.assert_close(plan.sum((1, 2)), torch.full((3,), mu, dtype=torch.float64))
-    # P = lam K u with u = r: the solution form of DESIGN §6.
+    # P = lam K u with u = r: the solution form in docs/pooling.md#gsp-generalized-sum-pooling.
     lam = fixed_point_lambda(cost, mu, gamma)
     expected_plan = lam[:, None, None] * torch.exp(-gamma * cost) * residual[:, None, :]
     torch.testing.assert_close(plan, expected_plan, rtol=1e-12, atol=1e-15)

@@ -1,4 +1,4 @@
-"""Precomputed caption dataset, tokenisers, augmentation and collation (DESIGN §4-5)."""
+"""Precomputed caption dataset, tokenisers, augmentation and collation (docs/vse.md#data)."""
 
 import json
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Retrieval ranks and metric against the per-row argsort reference (DESIGN §5)."""
+"""Retrieval ranks and metric against the per-row argsort reference (docs/vse.md#evaluation-protocol)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The BERT text path with the real all-MiniLM-L6-v2 weights, offline (DESIGN §1, §4)."""
+"""The BERT text path with the real all-MiniLM-L6-v2 weights, offline (docs/install.md, docs/vse.md#text-encoders)."""
 
 import pytest
 import torch

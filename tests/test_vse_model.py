@@ -1,4 +1,4 @@
-"""VSE∞ loss, encoders, head, retriever and hooks (DESIGN §4)."""
+"""VSE∞ loss, encoders, head, retriever and hooks (docs/vse.md#models)."""
 
 from types import SimpleNamespace
 

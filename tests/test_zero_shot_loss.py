@@ -1,4 +1,4 @@
-"""Zero-shot regularisation loss (DESIGN §6) and the class-disjoint sampler that feeds it."""
+"""Zero-shot regularisation loss (docs/dml.md#zero-shot-regularisation) and the class-disjoint sampler that feeds it."""
 
 import math
 

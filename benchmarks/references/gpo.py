@@ -1,4 +1,4 @@
-"""GPO written sample by sample, literally as DESIGN §3 states it."""
+"""GPO written sample by sample, literally as docs/pooling.md#gpo-the-generalized-pooling-operator-vse states it."""
 
 from __future__ import annotations
 

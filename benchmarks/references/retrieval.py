@@ -1,4 +1,4 @@
-"""Reference image–text retrieval evaluation, written directly from DESIGN §5.
+"""Reference image–text retrieval evaluation, written directly from docs/vse.md#evaluation-protocol.
 
 One Python iteration per image and per caption, each with a full argsort, the way
 the published VSE evaluation code does it. For tests and benchmarks only.

@@ -1,4 +1,4 @@
-"""Cars196 (Stanford Cars) with the class-disjoint metric-learning split (DESIGN §5)."""
+"""Cars196 (Stanford Cars) with the class-disjoint metric-learning split (docs/dml.md#data)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CUB-200-2011 with the class-disjoint metric-learning split (DESIGN §5)."""
+"""CUB-200-2011 with the class-disjoint metric-learning split (docs/dml.md#data)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Class-disjoint metric-learning splits and the MLRC 4-fold cross-validation (DESIGN §5)."""
+"""Class-disjoint metric-learning splits and the MLRC 4-fold cross-validation (docs/dml.md#data)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""Image–caption pairs over precomputed region features (the SCAN/VSE layout, DESIGN §5)."""
+"""Image–caption pairs over precomputed region features (the SCAN/VSE layout, docs/vse.md#data)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -158,8 +157,3 @@ class PrecompCaptionDataset(BaseDataset):
         info.update(mask_id=tok.mask_id, vocab_size=tok.vocab_size, random_low=tok.random_low)
         return info
 
-
-def precomp_files(data_root: str | os.PathLike, split: str) -> dict[str, Path]:
-    """Paths of the three files of a split (for tools that write or check them)."""
-    root = Path(data_root)
-    return {s: root / f'{split}_{s}' for s in ('ims.npy', 'caps.txt', 'ids.txt')}

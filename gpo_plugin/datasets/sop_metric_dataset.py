@@ -1,4 +1,4 @@
-"""Stanford Online Products (DESIGN §5)."""
+"""Stanford Online Products (docs/dml.md#data)."""
 
 from __future__ import annotations
 

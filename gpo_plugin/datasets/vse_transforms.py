@@ -1,4 +1,4 @@
-"""Training-time augmentation and packing of VSE∞ samples (DESIGN §4)."""
+"""Training-time augmentation and packing of VSE∞ samples (docs/vse.md#transforms-and-collation)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Switch the VSE++ loss to hardest negatives after a warm-up (DESIGN §4)."""
+"""Switch the VSE++ loss to hardest negatives after a warm-up (docs/vse.md#recipe)."""
 
 from __future__ import annotations
 

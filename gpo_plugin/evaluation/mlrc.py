@@ -1,5 +1,5 @@
 """MLRC test protocol: the embeddings of the 4 cross-validation models, l2-normalised and
-concatenated (4 x 128 -> 512-d), evaluated on the test classes (DESIGN §5)."""
+concatenated (4 x 128 -> 512-d), evaluated on the test classes (docs/dml.md#metrics)."""
 
 from __future__ import annotations
 

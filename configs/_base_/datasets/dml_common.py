@@ -1,4 +1,4 @@
-# Pipelines and loaders shared by the class-disjoint metric-learning datasets (DESIGN §5):
+# Pipelines and loaders shared by the class-disjoint metric-learning datasets (docs/dml.md#data):
 # dml_cars.py, dml_cub.py and dml_sop.py set the dataset `type` and `data_root`.
 # 8 classes x 4 images a batch, ordered so the two halves hold disjoint classes (zero-shot
 # loss). See docs/dml.md for the layout.

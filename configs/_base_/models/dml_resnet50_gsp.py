@@ -1,5 +1,5 @@
 # ResNet-50 (ImageNet weights, frozen BatchNorm) -> GSP -> PML contrastive loss with cross-batch
-# memory + zero-shot regularisation (DESIGN §6).
+# memory + zero-shot regularisation (docs/dml.md#zero-shot-regularisation).
 embed_dim = 512
 
 model = dict(

@@ -1,4 +1,4 @@
-# VSE∞ recipe (DESIGN §4): AdamW 5e-4, wd 1e-4, BERT at 0.1x, LR x0.1 at epoch 15 of 25,
+# VSE∞ recipe (docs/vse.md#recipe): AdamW 5e-4, wd 1e-4, BERT at 0.1x, LR x0.1 at epoch 15 of 25,
 # gradient-norm clipping 2.0, batch 128 (set in the dataset files).
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -1,4 +1,4 @@
-"""Metric-learning retrieval metrics from a chunked k-NN (DESIGN §5).
+"""Metric-learning retrieval metrics from a chunked k-NN (docs/dml.md#metrics).
 
 The definitions are those of PML's ``AccuracyCalculator`` (k = the largest class size, queries
 whose class has no other reference member -- "lone" queries -- left out), so the values equal

@@ -1,4 +1,4 @@
-"""Image–text retrieval ranks without sorting, in bounded memory (DESIGN §5)."""
+"""Image–text retrieval ranks without sorting, in bounded memory (docs/vse.md#evaluation-protocol)."""
 
 from __future__ import annotations
 

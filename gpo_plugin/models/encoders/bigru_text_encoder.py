@@ -1,4 +1,4 @@
-"""Text encoder: word embedding + bidirectional GRU (VSE∞'s BiGRU path), DESIGN §4."""
+"""Text encoder: word embedding + bidirectional GRU (VSE∞'s BiGRU path), docs/vse.md#text-encoders."""
 
 from __future__ import annotations
 

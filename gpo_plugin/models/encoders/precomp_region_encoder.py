@@ -1,4 +1,4 @@
-"""Image encoder over precomputed region features (BUTD), DESIGN §4."""
+"""Image encoder over precomputed region features (BUTD), docs/vse.md#image-encoder."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""VSE++ hinge-based triplet ranking loss (DESIGN §4)."""
+"""VSE++ hinge-based triplet ranking loss (docs/vse.md#head-and-loss)."""
 
 from __future__ import annotations
 

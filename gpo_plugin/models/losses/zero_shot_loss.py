@@ -1,4 +1,4 @@
-"""Zero-shot regularisation loss of GSP (DESIGN §6)."""
+"""Zero-shot regularisation loss of GSP (docs/dml.md#zero-shot-regularisation)."""
 
 from __future__ import annotations
 

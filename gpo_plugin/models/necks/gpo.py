@@ -1,4 +1,4 @@
-"""GPO, the Generalized Pooling Operator of VSE∞ (DESIGN §3)."""
+"""GPO, the Generalized Pooling Operator of VSE∞ (docs/pooling.md#gpo-the-generalized-pooling-operator-vse)."""
 
 from __future__ import annotations
 

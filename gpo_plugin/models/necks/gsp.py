@@ -1,4 +1,4 @@
-"""GSP, Generalized Sum Pooling (DESIGN §6)."""
+"""GSP, Generalized Sum Pooling (docs/pooling.md#gsp-generalized-sum-pooling)."""
 
 from __future__ import annotations
 

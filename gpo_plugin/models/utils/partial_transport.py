@@ -1,4 +1,4 @@
-"""Entropy-smoothed partial optimal transport of GSP (DESIGN §6): solver and implicit gradient.
+"""Entropy-smoothed partial optimal transport of GSP (docs/pooling.md#gsp-generalized-sum-pooling): solver and implicit gradient.
 
 Every local feature j has mass 1/n; a fraction reaches the m prototypes (plan P, m x n), the
 rest stays in a zero-cost residual r_j, and exactly ``mu`` of the total mass is transported.
@@ -110,7 +110,7 @@ def _transport(cost: Tensor, mu: float, gamma: float) -> tuple[Tensor, Tensor, T
 
 class PartialTransportFunction(torch.autograd.Function):
     """(cost (B, m, n)) -> (residual r (B, n), plan P (B, m, n)) with the closed-form implicit
-    backward of DESIGN §6 (exact at the fixed point, independent of how it was found)."""
+    backward of docs/pooling.md#gsp-generalized-sum-pooling (exact at the fixed point, independent of how it was found)."""
 
     @staticmethod
     def forward(ctx, cost: Tensor, mu: float, gamma: float) -> tuple[Tensor, Tensor]:
