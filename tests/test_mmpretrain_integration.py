@@ -169,3 +169,14 @@ def test_checkpoint_loads_in_a_fresh_process_before_any_history_buffer(tmp_path)
     )
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_mmpretrain_retrieval_recall_runs_on_the_pinned_numpy():
+    """mmpretrain 1.2's retrieval metric calls ``np.in1d`` (gone in numpy 2.4): the numpy pin in
+    pyproject.toml keeps ImageToImageRetriever validation working."""
+    from mmpretrain.evaluation.metrics import RetrievalRecall
+
+    scores = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.1, 0.7]])
+    recall = RetrievalRecall.calculate(scores, [[0], [1]], topk=(1, 2), target_indices=True)
+    # Row 0 ranks class 0 first; row 1 ranks class 1 last (third).
+    assert [float(r) for r in recall] == [50.0, 50.0]
