@@ -85,7 +85,7 @@ class KNNAccuracyCalculator(AccuracyCalculator):
                 f'{len(reference_labels)} references.'
             )
         if ref_includes_query and not (
-            torch.equal(query, reference[: len(query)])
+            torch.allclose(query, reference[: len(query)])
             and torch.equal(query_labels, reference_labels[: len(query)])
         ):
             raise ValueError(
