@@ -11,6 +11,7 @@ import torch
 from mmengine.config import Config
 from pytorch_metric_learning import samplers, testers
 from pytorch_metric_learning.utils import logging_presets
+from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -243,14 +244,16 @@ def build_sampler(cfg: dict | None, dataset: Dataset, batch_size: int):
 def build_tester(cfg: dict, hooks, device, root_cfg: Config):
     cfg = dict(cfg)
     calculator = dict(cfg.pop('accuracy_calculator', {}))
-    calculator.pop('type', None)
+    # type='AccuracyCalculator' selects PML's own (e.g. to compare); ours by default.
+    kind = calculator.pop('type', 'KNNAccuracyCalculator')
+    calculator_cls = AccuracyCalculator if kind == 'AccuracyCalculator' else KNNAccuracyCalculator
     calculator.setdefault('k', 'max_bin_count')
     calculator.setdefault(
         'include', ('precision_at_1', 'r_precision', 'mean_average_precision_at_r')
     )
     return testers.GlobalEmbeddingSpaceTester(
         end_of_testing_hook=hooks.end_of_testing_hook,
-        accuracy_calculator=KNNAccuracyCalculator(device=device, **calculator),
+        accuracy_calculator=calculator_cls(device=device, **calculator),
         data_device=device,
         dataloader_num_workers=int(root_cfg.get('num_workers', 0)),
         **cfg,
