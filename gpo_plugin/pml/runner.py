@@ -4,9 +4,11 @@ the logic behind ``tools/train_pml.py`` (config format: docs/pml.md)."""
 from __future__ import annotations
 
 import os.path as osp
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from mmengine.config import Config
 from pytorch_metric_learning import samplers, testers
@@ -72,7 +74,11 @@ def build_session(cfg: Config, work_dir: str, resume: bool = False) -> PMLSessio
     """Models, losses, optimizers, datasets, sampler, tester and hooks of one PML run; with
     ``resume`` the latest saved models, optimizers and schedulers of ``work_dir`` are loaded
     and training continues from the next epoch."""
-    torch.manual_seed(int(cfg.get('seed', 0)))
+    seed = int(cfg.get('seed', 0))
+    # torch (weights, sampler), numpy and random (mmcv's augmentations) alike.
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
     device = torch.device(cfg.get('device') or ('cuda' if torch.cuda.is_available() else 'cpu'))
     embed_cfg = dict(cfg.embedder)
     models = {
@@ -118,7 +124,7 @@ def build_session(cfg: Config, work_dir: str, resume: bool = False) -> PMLSessio
         loss_funcs=loss_funcs,
         mining_funcs={'tuple_miner': miner} if miner is not None else {},
         dataset=datasets['train'],
-        sampler=build_sampler(cfg.get('sampler'), datasets['train'], int(cfg.batch_size)),
+        sampler=build_sampler(cfg.get('sampler'), datasets['train'], int(cfg.batch_size), seed),
         lr_schedulers=schedulers,
         iterations_per_epoch=cfg.get('iterations_per_epoch'),
         data_device=device,
@@ -225,7 +231,7 @@ def build_dataset(cfg: Any, root_cfg: Config) -> Dataset:
     return kind(**cfg)
 
 
-def build_sampler(cfg: dict | None, dataset: Dataset, batch_size: int):
+def build_sampler(cfg: dict | None, dataset: Dataset, batch_size: int, seed: int | None = None):
     """``dict(type='ClassDisjointPMLSampler', num_per_class=8)`` or
     ``dict(type='MPerClassSampler', m=4, length_before_new_iter=...)`` over the dataset's labels."""
     if not cfg:
@@ -234,6 +240,7 @@ def build_sampler(cfg: dict | None, dataset: Dataset, batch_size: int):
     kind = cfg.pop('type')
     labels = _labels(dataset)
     if kind == 'ClassDisjointPMLSampler':
+        cfg.setdefault('seed', seed)
         return ClassDisjointPMLSampler(labels, batch_size=batch_size, **cfg)
     if kind == 'MPerClassSampler':
         cfg.setdefault('length_before_new_iter', len(labels) // batch_size * batch_size)
