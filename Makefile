@@ -10,7 +10,7 @@ export MKL_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo demo-patterns demo-dml test lint format bench
+.PHONY: install demo demo-patterns demo-dml demo-pml test lint format bench
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ demo-patterns: $(STAMP)
 # GSP vs average pooling on scikit-learn's digits, class-disjoint (~4 min).
 demo-dml: $(STAMP)
 	$(PY) tools/dml_digits_demo.py
+
+# The same comparison through pytorch-metric-learning's trainer, tester and hooks (~4 min).
+demo-pml: $(STAMP)
+	$(PY) tools/pml_digits_demo.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

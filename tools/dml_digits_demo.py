@@ -88,11 +88,7 @@ def format_table(rows: dict[tuple[str, str], list[tuple[dict, float]]]) -> str:
 @torch.no_grad()
 def save_pooling_weights(model, dataset_cfg: dict, path: str, per_class: int = 3) -> None:
     """Test images (top) and GSP's pooling weights over the feature grid (bottom)."""
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    from gpo_plugin.engine.pooling_weights_hook import PoolingWeightsHook, plot_weight_maps
     from gpo_plugin.registry import DATASETS
 
     dataset = DATASETS.build(dict(dataset_cfg, pipeline=[]))
@@ -102,18 +98,11 @@ def save_pooling_weights(model, dataset_cfg: dict, path: str, per_class: int = 3
     model.eval()
     batch = model.data_preprocessor({'inputs': list(images.permute(0, 3, 1, 2))}, False)
     weights = model.neck.pool_map_full(model.backbone(batch['inputs'])[-1]).weights
-    fig, axes = plt.subplots(2, len(chosen), figsize=(1.1 * len(chosen), 2.5))
-    for col, index in enumerate(chosen):
-        axes[0, col].imshow(images[col, ..., 0], cmap='gray')
-        axes[0, col].set_title(dataset.metainfo['classes'][labels[index]], fontsize=8)
-        axes[1, col].imshow(weights[col], cmap='magma', vmin=0, vmax=float(weights.max()))
-        for row in range(2):
-            axes[row, col].axis('off')
+    titles = [dataset.metainfo['classes'][labels[index]] for index in chosen]
     grid = 'x'.join(map(str, weights.shape[1:]))
-    fig.suptitle(f'GSP pooling weights w ({grid} grid, mean 1) over unseen digits', fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    title = f'GSP pooling weights w ({grid} grid, mean 1) over unseen digits'
+    picture = plot_weight_maps(images[..., 0], weights, titles, title)
+    PoolingWeightsHook.save_png(picture, path)
 
 
 def main() -> None:

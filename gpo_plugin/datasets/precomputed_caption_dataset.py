@@ -156,4 +156,3 @@ class PrecompCaptionDataset(BaseDataset):
         tok = self.tokenizer
         info.update(mask_id=tok.mask_id, vocab_size=tok.vocab_size, random_low=tok.random_low)
         return info
-

@@ -93,3 +93,28 @@ class PoolingWeightsHook(Hook):
 
         mkdir_or_exist(osp.dirname(path))
         mpimg.imsave(path, image)
+
+
+def plot_weight_maps(images, weights, titles: Sequence[str], title: str) -> np.ndarray:
+    """Images (top row) above their pooling-weight maps (bottom row): an RGB (H, W, 3) uint8
+    picture. ``images`` (K, h, w) grey values, ``weights`` (K, H', W') weight grids."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    from matplotlib import pyplot as plt
+
+    count = len(images)
+    fig, axes = plt.subplots(2, count, figsize=(1.1 * count, 2.5), dpi=120, squeeze=False)
+    vmax = float(max(float(w.max()) for w in weights))
+    for col in range(count):
+        axes[0, col].imshow(images[col], cmap='gray')
+        axes[0, col].set_title(titles[col], fontsize=8)
+        axes[1, col].imshow(weights[col], cmap='magma', vmin=0, vmax=vmax)
+        for row in range(2):
+            axes[row, col].axis('off')
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image

@@ -18,7 +18,7 @@ from ..utils.partial_transport import (
     transport_cost,
     unit_ball,
 )
-from ..utils.set_ops import check_feature_map
+from ..utils.set_ops import LengthsLike, check_feature_map, check_set_input
 from .base_set_pooling import BaseSetPooling
 
 
@@ -112,8 +112,12 @@ class GSP(BaseSetPooling):
 
     # -- pooling -----------------------------------------------------------------------------
 
-    def pool_full(self, features: Tensor) -> GSPOutput:
-        """Pool full sets (B, n, C) and return pooled, attributes and weights."""
+    def pool_full(self, features: Tensor, lengths: LengthsLike = None) -> GSPOutput:
+        """Pool full sets (B, n, C) and return pooled, attributes and weights; ``lengths``, when
+        given, must all equal n (every feature carries mass 1/n)."""
+        if lengths is not None:
+            lengths = check_set_input(features, lengths, 'GSP.pool_full')
+            self._require_full_sets(lengths, features.shape[1])
         self._check_features(features)
         with torch.autocast(device_type=features.device.type, enabled=False):
             # fp32 at least (fp16 exp/log-sum-exp would lose the transport's precision).
@@ -128,12 +132,16 @@ class GSP(BaseSetPooling):
             pooled = torch.einsum('bn,bnd->bd', weights, x) / x.shape[1]
         return GSPOutput(pooled, attribute_vectors(plan, self.transport_ratio), weights)
 
-    def pool_checked(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        if bool((lengths != features.shape[1]).any()):
+    @staticmethod
+    def _require_full_sets(lengths: Tensor, set_len: int) -> None:
+        if bool((lengths != set_len).any()):
             raise ValueError(
                 'GSP.pool: padded sets are not supported (every feature carries mass '
                 '1/n); pass full sets (lengths=None) or pool each size separately.'
             )
+
+    def pool_checked(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        self._require_full_sets(lengths, features.shape[1])
         out = self.pool_full(features)
         return out.pooled, out.weights.unsqueeze(-1)
 
