@@ -62,3 +62,17 @@ def test_training_improves_saves_and_resumes(tmp_path):
     assert history['epoch'] == [-1, 1, 2, 3]  # -1: the untrained baseline above
     trained = accuracies['mean_average_precision_at_r_level0']
     assert trained > untrained + 0.05, (untrained, trained)
+
+
+def test_every_pml_config_builds_its_model_and_loss():
+    from gpo_plugin.pml import PoolingEmbedder, ZeroShotLossWrapper
+    from gpo_plugin.pml.runner import build_loss, build_trunk
+
+    for path in sorted(glob.glob('configs/pml/*.py')):
+        cfg = load_config(path)
+        embedder = PoolingEmbedder(**cfg.embedder)
+        maps = build_trunk(cfg.trunk)(torch.zeros(2, 3, 32, 32))
+        assert embedder(maps).shape == (2, cfg.embedder.embed_dim), path
+        loss, _ = build_loss(cfg, cfg.embedder.embed_dim)
+        is_gsp = cfg.embedder.pooler.type == 'GSP'
+        assert isinstance(loss, ZeroShotLossWrapper) == is_gsp, path
