@@ -3,8 +3,8 @@
 Every script times the implementations it compares *interleaved*: each round runs every
 method once, in the same order, so that load from other processes on a shared machine
 hits all of them alike. Rounds start with warm-up runs that are not counted; the table
-reports the median of the counted runs and their spread (min-max as a percentage of the
-median). Ratios are taken between medians from the same process.
+reports the median of the counted runs and their spread, written ±x %: half the min-max
+range of the counted runs as a percentage of the median. Ratios are taken between medians from the same process.
 
     from harness import add_common_args, setup, time_interleaved, describe_run
 """
@@ -81,7 +81,7 @@ def describe_run(title: str, device: torch.device, args: argparse.Namespace, sha
     print(f'- shapes: {shapes}')
     print(
         f'- timing: {args.warmup} warm-up + {args.repeats} counted runs per method, methods '
-        'interleaved within each run; median and spread (min-max over the median)\n'
+        'interleaved within each round; median (± half the min-max range, % of the median)\n'
     )
 
 
@@ -101,9 +101,9 @@ class Timing:
         """(max - min) / median of the counted runs."""
         return (max(self.seconds) - min(self.seconds)) / self.median
 
-    def cell(self, unit: float = 1e3) -> str:
-        """'median ±spread%' in milliseconds (or ``unit`` per second)."""
-        return f'{self.median * unit:.1f} (±{50 * self.spread:.0f} %)'
+    def cell(self, unit: float = 1e3, digits: int = 1) -> str:
+        """'median (±half the min-max range, % of the median)', in ms (or ``unit``/s)."""
+        return f'{self.median * unit:.{digits}f} (±{50 * self.spread:.0f} %)'
 
 
 def time_interleaved(
