@@ -59,7 +59,10 @@ def fwd_bwd(pool: Callable, features: torch.Tensor, lengths, upstream) -> Callab
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--shapes', nargs='+', choices=tuple(SHAPES), default=list(SHAPES))
-    add_common_args(parser)
+    parser.add_argument(
+        '--with-loop', action='store_true', help='also time the per-sample Python loop'
+    )
+    add_common_args(parser, repeats=7)
     args = parser.parse_args()
     device = setup(args)
     torch.manual_seed(0)
@@ -82,7 +85,7 @@ def main() -> None:
         lengths[0] = set_len
         upstream = torch.randn(batch, dim, device=device)
         runs = {m: fwd_bwd(pool, features, lengths, upstream) for m, pool in methods.items()}
-        if name == 'grid':  # the per-sample loop takes seconds here and adds nothing new
+        if not args.with_loop or name == 'grid':  # seconds per run, and nothing new
             runs.pop('Python loop per sample')
         results = time_interleaved(runs, args.repeats, args.warmup, device)
         ours = results['GPO']
