@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import torch
 from harness import add_common_args, describe_run, setup, time_interleaved
+from references.gpo import batched_reference_gpo, per_sample_gpo, published_gpo
 
 from gpo_plugin.models.necks import GPO, AvgPooling, KMaxPooling, MaxPooling
-from references.gpo import batched_reference_gpo, per_sample_gpo, published_gpo
 
 # name -> (B, L, D, smallest set size): region sets shrink under 20 % region dropout,
 # captions vary in length, grids lose vectors under size augmentation.
