@@ -155,7 +155,7 @@ def main() -> None:
         f'{args.num} x {args.dim}-d unit embeddings, {args.classes} classes (sizes 2-12), '
         'query = reference (leave-one-out)'
     )
-    describe_run('Metric-learning evaluation at SOP size', device, args, shapes)
+    describe_run('Metric-learning evaluation (SOP size by default)', device, args, shapes)
     reference = results.get(pml)
     print(
         '| implementation | P@1 | R-Prec | MAP@R | total (s) | of which k-NN (s) | '
