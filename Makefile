@@ -49,8 +49,11 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix $(LINTED)
 	$(VENV)/bin/ruff format $(LINTED)
 
+# Every benchmark table of docs/benchmarks.md (CPU, one thread; ~30 min on 2 cores; add
+# BENCH_ARGS='--device cuda' on a GPU machine).
 bench: $(STAMP)
-	$(PY) benchmarks/benchmark_pooling.py
-	$(PY) benchmarks/benchmark_eval.py
-	$(PY) benchmarks/benchmark_gsp.py
-	$(PY) benchmarks/benchmark_metrics.py
+	$(PY) benchmarks/benchmark_pooling.py $(BENCH_ARGS)
+	$(PY) benchmarks/benchmark_train_step.py $(BENCH_ARGS)
+	$(PY) benchmarks/benchmark_eval.py $(BENCH_ARGS)
+	$(PY) benchmarks/benchmark_gsp.py $(BENCH_ARGS)
+	$(PY) benchmarks/benchmark_metrics.py $(BENCH_ARGS)

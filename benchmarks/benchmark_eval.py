@@ -3,27 +3,25 @@
 On random embeddings of COCO-5K size (5000 images, 25000 captions, 1024-d), times the
 full evaluation -- the 5K result plus the 5-fold 1K average -- of
 ``gpo_plugin.evaluation.VSERetrievalMetric`` (chunked, no sorting) and of
-``benchmarks/references/retrieval.py`` (a Python loop over rows with argsort), in
-the same process, and checks that every number is identical.
+``benchmarks/references/retrieval.py`` (a Python loop over rows with argsort, on CPU as
+the published code runs it), interleaved in the same process (``harness.py``), and checks
+that every number is identical.
 
 Usage:
-    python benchmarks/benchmark_eval.py [--images 5000] [--captions-per-image 5] [--dim 1024]
+    python benchmarks/benchmark_eval.py [--device cuda] [--images 5000] [--dim 1024]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 
-os.environ.setdefault('OMP_NUM_THREADS', '1')
+import torch
+from harness import add_common_args, describe_run, setup, time_interleaved
 
-import torch  # noqa: E402
+from gpo_plugin.evaluation import VSERetrievalMetric
 
-from gpo_plugin.evaluation import VSERetrievalMetric  # noqa: E402
-
-from references.retrieval import reference_evaluation  # noqa: E402
+from references.retrieval import reference_evaluation
 
 
 def embeddings(n_img: int, k: int, dim: int, seed: int = 0):
@@ -52,35 +50,52 @@ def main() -> None:
     parser.add_argument('--captions-per-image', type=int, default=5)
     parser.add_argument('--dim', type=int, default=1024)
     parser.add_argument('--fold-size', type=int, default=1000)
+    add_common_args(parser, warmup=0)
     args = parser.parse_args()
-    torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
+    device = setup(args)
     img, txt, txt_img = embeddings(args.images, args.captions_per_image, args.dim)
     # The stored results of the metric carry one image embedding per image (every k-th).
-    assert args.captions_per_image == 5, 'fast_evaluation assumes 5 captions per image'
-
-    start = time.perf_counter()
-    fast = fast_evaluation(img, txt, txt_img, args.fold_size)
-    fast_s = time.perf_counter() - start
-    start = time.perf_counter()
-    ref = reference_evaluation(img.numpy(), txt.numpy(), txt_img.numpy(), args.fold_size)
-    ref_s = time.perf_counter() - start
-
-    print(
-        f'\nRetrieval evaluation, {args.images} images x {args.captions_per_image} captions, '
-        f'{args.dim}-d, full set + {args.images // args.fold_size}-fold {args.fold_size}; '
-        f'torch threads = {torch.get_num_threads()}'
+    if args.captions_per_image != 5:
+        raise SystemExit('fast_evaluation assumes 5 captions per image')
+    img_dev, txt_dev = img.to(device), txt.to(device)
+    methods = {
+        'reference: per-row scoring + argsort loops (the published evaluation)': lambda: (
+            reference_evaluation(img.numpy(), txt.numpy(), txt_img.numpy(), args.fold_size)
+        ),
+        'VSERetrievalMetric (blocked, no sort)': lambda: fast_evaluation(
+            img_dev, txt_dev, txt_img, args.fold_size
+        ),
+    }
+    results = time_interleaved(methods, args.repeats, args.warmup, device)
+    shapes = (
+        f'{args.images} images x {args.captions_per_image} captions, {args.dim}-d unit '
+        f'vectors; full set + {args.images // args.fold_size}-fold {args.fold_size}'
     )
-    rows = [
-        ('reference (per-row argsort loops)', ref_s, ref),
-        ('VSERetrievalMetric (blocked, no sort)', fast_s, fast),
-    ]
-    print(f'{"implementation":<46} {"seconds":>8} {"speed-up":>9} {"identical":>10}')
+    describe_run(
+        f'Retrieval evaluation ({args.images} images + folds of {args.fold_size})',
+        device,
+        args,
+        shapes,
+    )
+    ref = results[next(iter(methods))]
+    print('| implementation | time (s) | speed-up | numbers identical to the reference |')
+    print('|---|---|---|---|')
     all_identical = True
-    for label, seconds, metrics in rows:
-        identical = all(metrics[k] == ref[k] for k in ref) and set(metrics) == set(ref)
+    for label, timing in results.items():
+        metrics = timing.output
+        identical = set(metrics) == set(ref.output) and all(
+            metrics[k] == ref.output[k] for k in ref.output
+        )
         all_identical &= identical
-        print(f'{label:<46} {seconds:8.2f} {ref_s / seconds:8.1f}x {str(identical):>10}')
-    print(f'5K rSum {fast["rsum"]:.2f}, 1K rSum {fast[f"fold{args.fold_size}_rsum"]:.2f}')
+        print(
+            f'| {label} | {timing.cell(unit=1, digits=2)} | '
+            f'{ref.median / timing.median:.1f}x | {identical} |'
+        )
+    fast = results['VSERetrievalMetric (blocked, no sort)'].output
+    print(
+        f'\nrSum {fast["rsum"]:.2f} ({args.images} images), '
+        f'{fast[f"fold{args.fold_size}_rsum"]:.2f} (folds of {args.fold_size})'
+    )
     if not all_identical:
         sys.exit('the numbers differ from the reference')
 

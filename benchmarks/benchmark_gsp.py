@@ -1,19 +1,17 @@
 """Forward+backward speed of GSP against average pooling + Linear and against the reference
 formulation (100 unrolled fixed-point iterations, autograd through all of them), at ResNet-50
-shapes, all in one process. Prints a markdown table with ratios.
+shapes, all interleaved in one process (``harness.py``). Prints markdown tables with ratios.
 
-    OMP_NUM_THREADS=2 python benchmarks/benchmark_gsp.py [--batch 32 --channels 2048 --grid 7
-                                                      --dim 512 --prototypes 64 --repeats 20]
+    python benchmarks/benchmark_gsp.py [--device cuda] [--batch 32 --channels 2048 --grid 7
+                                        --dim 512 --prototypes 64 --repeats 20]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import time
 
 import torch
+from harness import add_common_args, describe_run, setup, time_interleaved
 from torch import nn
 
 from gpo_plugin.models.necks import GSP
@@ -35,52 +33,59 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--prototypes', type=int, default=64)
     parser.add_argument('--mu', type=float, default=0.3)
     parser.add_argument('--gamma', type=float, default=5.0)
-    parser.add_argument('--repeats', type=int, default=20)
-    parser.add_argument('--warmup', type=int, default=3)
+    add_common_args(parser, repeats=20, warmup=3)
     return parser.parse_args()
 
 
-def time_fwd_bwd(fn, inputs: list[torch.Tensor], repeats: int, warmup: int) -> float:
-    """Median seconds of forward + backward of sum(outputs * fixed random weights)."""
-    with torch.no_grad():
-        probes = [torch.randn_like(o) for o in fn()]
-    times = []
-    for step in range(warmup + repeats):
-        for t in inputs:
-            t.grad = None
-        start = time.perf_counter()
+def fwd_bwd(fn, probes: list[torch.Tensor]):
+    """A run of forward + backward of sum(outputs * fixed random probes)."""
+
+    def run() -> None:
         outputs = fn()
         sum((o * p).sum() for o, p in zip(outputs, probes, strict=True)).backward()
-        if step >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+
+    return run
+
+
+def probes_for(fn) -> list[torch.Tensor]:
+    with torch.no_grad():
+        return [torch.randn_like(o) for o in fn()]
 
 
 def main() -> None:
     args = parse_args()
-    torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
+    device = setup(args)
     torch.manual_seed(0)
     b, c, g, d, m = args.batch, args.channels, args.grid, args.dim, args.prototypes
-    maps = torch.randn(b, c, g, g).relu().requires_grad_()
+    maps = torch.randn(b, c, g, g, device=device).relu().requires_grad_()
     gsp = GSP(c, d, num_prototypes=m, transport_ratio=args.mu, gamma=args.gamma, kcenter_init=False)
+    gsp.to(device)
     with torch.no_grad():  # prototypes where the features are, as k-center would put them
         gsp.prototypes.copy_(gsp.proj(maps[:2].flatten(2).transpose(1, 2)).flatten(0, 1)[:m])
-    linear = nn.Linear(c, d)
+    linear = nn.Linear(c, d).to(device)
     params = [maps, *gsp.parameters(), *linear.parameters()]
 
-    def run(fn):
-        return time_fwd_bwd(fn, params, args.repeats, args.warmup)
+    def clear_grads() -> None:
+        for t in params:
+            t.grad = None
 
-    neck = {
-        'GSP (exact solve, implicit backward)': run(lambda: gsp.pool_map_full(maps)[:2]),
-        'avg pooling + Linear': run(lambda: (linear(maps.mean((2, 3))),)),
-        'Linear per position + avg (1x1 conv, GAP)': run(
-            lambda: (linear(maps.flatten(2).transpose(1, 2)).mean(1),)
+    necks = {
+        'GSP (exact solve, implicit backward)': lambda: gsp.pool_map_full(maps)[:2],
+        'GSP unrolled, 100 iterations, autograd': lambda: unrolled_gsp(gsp, maps)[:2],
+        'Linear per position + avg (1x1 conv, GAP)': lambda: (
+            linear(maps.flatten(2).transpose(1, 2)).mean(1),
         ),
-        'GSP unrolled, 100 iterations, autograd': run(lambda: unrolled_gsp(gsp, maps)[:2]),
+        'avg pooling + Linear': lambda: (linear(maps.mean((2, 3))),),
     }
+    neck = time_interleaved(
+        {name: fwd_bwd(fn, probes_for(fn)) for name, fn in necks.items()},
+        args.repeats,
+        args.warmup,
+        device,
+        before_each=clear_grads,
+    )
     # The transport alone, from a fixed cost tensor: where the two GSP formulations differ.
-    cost = (torch.rand(b, m, g * g) * 2).requires_grad_()
+    cost = (torch.rand(b, m, g * g, device=device) * 2).requires_grad_()
 
     def ours():
         residual, plan = partial_transport(cost, args.mu, args.gamma)
@@ -90,30 +95,41 @@ def main() -> None:
         residual, plan, _ = unrolled_transport(cost, args.mu, args.gamma, 100)
         return pooling_weights(residual, args.mu), attribute_vectors(plan, args.mu)
 
-    transport = {
-        'exact solve + implicit backward': time_fwd_bwd(ours, [cost], args.repeats, args.warmup),
-        'unrolled 100 iterations + autograd': time_fwd_bwd(
-            unrolled, [cost], args.repeats, args.warmup
-        ),
-    }
+    transport = time_interleaved(
+        {
+            'exact solve + implicit backward': fwd_bwd(ours, probes_for(ours)),
+            'unrolled 100 iterations + autograd': fwd_bwd(unrolled, probes_for(unrolled)),
+        },
+        args.repeats,
+        args.warmup,
+        device,
+        before_each=lambda: setattr(cost, 'grad', None),
+    )
     with torch.no_grad():
         a, u = gsp.pool_map_full(maps), unrolled_gsp(gsp, maps)
         diff_pooled = (a.pooled - u[0]).abs().max().item()
         diff_weights = (a.weights - u[2]).abs().max().item()
 
-    print(
-        f'GSP benchmark: B={b}, C={c}, {g}x{g} grid, D={d}, m={m}, mu={args.mu}, '
-        f'gamma={args.gamma}, float32, {torch.get_num_threads()} thread(s), forward+backward, '
-        f'median of {args.repeats}\n'
+    shapes = (
+        f'B={b}, C={c}, {g}x{g} grid, D={d}, m={m}, mu={args.mu}, gamma={args.gamma}, '
+        'float32, forward + backward'
     )
-    gsp_time = neck['GSP (exact solve, implicit backward)']
-    print('| neck | ms | GSP time / this |\n|---|---|---|')
-    for name, seconds in neck.items():
-        print(f'| {name} | {1000 * seconds:.1f} | {gsp_time / seconds:.2f} |')
-    ours_time = transport['exact solve + implicit backward']
-    print('\n| transport only (cost -> weights, attributes) | ms | this / exact |\n|---|---|---|')
-    for name, seconds in transport.items():
-        print(f'| {name} | {1000 * seconds:.2f} | {seconds / ours_time:.1f} |')
+    describe_run('GSP neck forward + backward', device, args, shapes)
+    gsp_time = neck['GSP (exact solve, implicit backward)'].median
+    print('| neck | time (ms) | this / GSP (exact) |\n|---|---|---|')
+    for name, timing in neck.items():
+        print(f'| {name} | {timing.cell()} | {timing.median / gsp_time:.2f} |')
+    linear_time = neck['Linear per position + avg (1x1 conv, GAP)'].median
+    print(
+        f'\nGSP (exact) / Linear per position + avg = {gsp_time / linear_time:.3f} '
+        f'(goal <= 1.15); GSP unrolled / GSP exact = '
+        f'{neck["GSP unrolled, 100 iterations, autograd"].median / gsp_time:.3f} (goal >= 1)'
+    )
+    ours_time = transport['exact solve + implicit backward'].median
+    print('\n| transport only (cost -> weights, attributes) | time (ms) | this / exact |')
+    print('|---|---|---|')
+    for name, timing in transport.items():
+        print(f'| {name} | {timing.cell(digits=2)} | {timing.median / ours_time:.1f} |')
     print(
         f'\nmax |pooled - unrolled pooled| = {diff_pooled:.2e}, '
         f'max |w - unrolled w| = {diff_weights:.2e}'

@@ -1,18 +1,21 @@
 """Metric-learning evaluation at SOP size: ``retrieval_metrics`` (chunked k-NN, vectorised
 metrics) against PML's ``AccuracyCalculator`` (faiss k-NN) on the same random embeddings in the
-same process. Prints a markdown table of values, wall time, peak extra memory and ratios.
+same process, interleaved (``harness.py``). Prints a markdown table of values, wall time,
+the k-NN's share, peak extra memory and ratios.
 
-    OMP_NUM_THREADS=2 python benchmarks/benchmark_metrics.py [--num 60502 --classes 11316 --dim 128]
+    python benchmarks/benchmark_metrics.py [--device cuda] [--num 60502 --classes 11316 --dim 128]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import threading
 import time
 
 import torch
+from harness import add_common_args, describe_run, setup, time_interleaved
 
 from gpo_plugin.evaluation.functional.knn_metrics import (
     faiss,
@@ -30,6 +33,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--classes', type=int, default=11316)
     parser.add_argument('--dim', type=int, default=128)
     parser.add_argument('--skip-pml', action='store_true', help='only time this package')
+    parser.add_argument(
+        '--torch-knn', action='store_true', help='also time the torch k-NN backend on CPU'
+    )
+    add_common_args(parser, warmup=0)
     return parser.parse_args()
 
 
@@ -77,81 +84,97 @@ class PeakRSS:
         return (self.peak - self.base) / 2**20
 
 
-def measure(fn):
-    with PeakRSS() as memory:
-        start = time.perf_counter()
-        values = fn()
-        seconds = time.perf_counter() - start
-    return values, seconds, memory.extra_mib
+def measured(fn, memory: list[float], knn_time: list[float] | None = None):
+    """``fn`` wrapped to record its peak extra RSS (MiB) into ``memory``."""
+
+    def run():
+        with PeakRSS() as peak:
+            values = fn(knn_time)
+        memory.append(peak.extra_mib)
+        return values
+
+    return run
 
 
 def main() -> None:
     args = parse_args()
-    torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
+    device = setup(args)
     generator = torch.Generator().manual_seed(0)
     labels = sop_like_labels(args.num, args.classes, generator)
     centers = torch.randn(args.classes, args.dim, generator=generator)
     embeddings = centers[labels] + 1.2 * torch.randn(args.num, args.dim, generator=generator)
     embeddings = torch.nn.functional.normalize(embeddings, dim=1)
-
+    emb_dev, labels_dev = embeddings.to(device), labels.to(device)
     max_class = int(torch.bincount(labels).max()) - 1  # k of MAP@R, leave-one-out
-    runs, knn_seconds = {}, {}
 
     def ours(backend: str):
-        """retrieval_metrics, with its k-NN step timed on its own."""
-        timing = {}
+        """retrieval_metrics' steps, with the k-NN step timed on its own."""
 
-        def run():
-            relevant = relevant_counts(labels, labels, self_excluded=True)
+        def run(knn_time: list[float]):
+            relevant = relevant_counts(labels_dev, labels_dev, self_excluded=True)
             k = min(max(int(relevant.max()), 8), len(labels) - 1)
             start = time.perf_counter()
-            index = knn(embeddings, k, backend=backend)
-            timing['knn'] = time.perf_counter() - start
-            return metrics_from_neighbours(labels[index], labels, relevant)
+            index = knn(emb_dev, k, backend=backend)
+            knn_time.append(time.perf_counter() - start)
+            return metrics_from_neighbours(labels_dev[index], labels_dev, relevant)
 
-        result = measure(run)
-        return result, timing['knn']
+        return run
 
-    backends = (['faiss'] if faiss is not None else []) + ['torch']
+    backends = ['faiss'] if faiss is not None and device.type == 'cpu' else []
+    if args.torch_knn or device.type != 'cpu' or not backends:
+        backends.append('torch')
+    memory: dict[str, list[float]] = {}
+    knn_times: dict[str, list[float]] = {}
+    methods = {}
     for backend in backends:
         name = f'gpo_plugin, {backend} k-NN'
-        runs[name], knn_seconds[name] = ours(backend)
-    pml = 'PML AccuracyCalculator (faiss)'
+        memory[name], knn_times[name] = [], []
+        methods[name] = measured(ours(backend), memory[name], knn_times[name])
+    pml = 'PML AccuracyCalculator (faiss, k=max_bin_count)'
     if not args.skip_pml:
         from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
         calc = AccuracyCalculator(include=KEYS, k='max_bin_count')
-        runs[pml] = measure(lambda: calc.get_accuracy(embeddings, labels))
-        # PML's k-NN step alone (k + 1 neighbours, self removed), as inside get_accuracy.
-        knn_seconds[pml] = measure(lambda: calc.knn_func(embeddings, max_class, embeddings, True))[
-            1
-        ]
+        memory[pml], knn_times[pml] = [], []
 
-    print(
-        f'Metric benchmark: {args.num} x {args.dim}-d embeddings, {args.classes} classes '
-        f'(sizes 2-12), leave-one-out, {torch.get_num_threads()} thread(s)\n'
+        def pml_run(knn_time: list[float]):
+            start = time.perf_counter()
+            # PML's k-NN step alone (k + 1 neighbours, self removed), as inside get_accuracy;
+            # timed separately, before the full call that repeats it.
+            calc.knn_func(embeddings, max_class, embeddings, True)
+            knn_time.append(time.perf_counter() - start)
+            return calc.get_accuracy(embeddings, labels)
+
+        methods[pml] = measured(pml_run, memory[pml], knn_times[pml])
+    results = time_interleaved(methods, args.repeats, args.warmup, device)
+    if pml in results:  # the PML run did its k-NN twice: take the separate one off
+        counted = knn_times[pml][args.warmup :]
+        results[pml].seconds = [s - k for s, k in zip(results[pml].seconds, counted, strict=True)]
+
+    shapes = (
+        f'{args.num} x {args.dim}-d unit embeddings, {args.classes} classes (sizes 2-12), '
+        'query = reference (leave-one-out)'
     )
-    reference = runs.get(pml)
+    describe_run('Metric-learning evaluation (SOP size by default)', device, args, shapes)
+    reference = results.get(pml)
     print(
-        '| implementation | P@1 | R-Prec | MAP@R | total (s) | of which k-NN (s) | rest (s) | '
-        'peak extra RSS (MiB) | speed-up vs PML: total | rest |\n|---|---|---|---|---|---|---|---|---|---|'
+        '| implementation | P@1 | R-Prec | MAP@R | total (s) | of which k-NN (s) | '
+        'peak extra RSS (MiB) | speed-up vs PML, end to end |\n|---|---|---|---|---|---|---|---|'
     )
-    for name, (values, seconds, mib) in runs.items():
-        rest = max(seconds - knn_seconds[name], 1e-3)
-        if reference:
-            pml_rest = reference[1] - knn_seconds[pml]
-            speedup = f'{reference[1] / seconds:.1f}x | {pml_rest / rest:.0f}x'
-        else:
-            speedup = 'n/a | n/a'
+    for name, timing in results.items():
+        values = timing.output
+        knn_median = statistics.median(knn_times[name][args.warmup :])
+        speedup = f'{reference.median / timing.median:.2f}x' if reference else 'n/a'
         cells = ' | '.join(f'{values[k]:.6f}' for k in KEYS)
         print(
-            f'| {name} | {cells} | {seconds:.2f} | {knn_seconds[name]:.2f} | {rest:.2f} | '
-            f'{mib:.0f} | {speedup} |'
+            f'| {name} | {cells} | {timing.cell(unit=1, digits=2)} | {knn_median:.2f} | '
+            f'{max(memory[name]):.0f} | {speedup} |'
         )
     if reference:
-        for name, (values, _, _) in runs.items():
-            worst = max(abs(values[k] - reference[0][k]) for k in KEYS)
-            print(f'max |{name} - PML| = {worst:.2e}')
+        for name, timing in results.items():
+            worst = max(abs(timing.output[k] - reference.output[k]) for k in KEYS)
+            print(f'\nmax |{name} - PML| = {worst:.2e}', end='')
+        print()
 
 
 if __name__ == '__main__':

@@ -59,3 +59,35 @@ def batched_reference_gpo(gpo: GPO, features: Tensor, lengths: Tensor) -> tuple[
     ordered = features[:, :max_len].masked_fill(~valid, -math.inf).sort(dim=1, descending=True)
     ordered = ordered.values.masked_fill(~valid, 0.0)
     return (ordered * weights.to(ordered.dtype)).sum(dim=1), weights
+
+
+def published_gpo(gpo: GPO, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """GPO step by step as the published VSE∞ class computes it (the speed baseline).
+
+    Per call: the positional encodings of max(lengths) positions, repeated over the batch
+    and zeroed past each length; the BiGRU over them as packed sequences; directions
+    averaged; scores of padded positions set to -10000 before the softmax; features
+    padded with -10000, sorted along the set axis (dim 1), padding zeroed; a weighted sum.
+    Equal to GPO whenever every feature is above -10000. Returns pooled (B, D) and the
+    weights (B, max(lengths), 1).
+    """
+    max_len = int(lengths.max())
+    batch = lengths.shape[0]
+    dtype = gpo.linear.weight.dtype
+    encoding = sinusoid_encoding(max_len, gpo.d_pe, dtype=dtype)
+    pes = encoding.unsqueeze(0).repeat(batch, 1, 1).to(features.device)
+    mask = torch.arange(max_len, device=features.device).expand(batch, max_len)
+    mask = (mask < lengths.long().unsqueeze(1)).unsqueeze(-1)
+    pes = pes.masked_fill(mask == 0, 0)
+    packed = pack_padded_sequence(pes, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, _ = gpo.gru(packed)
+    out_emb, _ = pad_packed_sequence(out, batch_first=True)
+    half = out_emb.size(2) // 2
+    out_emb = (out_emb[:, :, :half] + out_emb[:, :, half:]) / 2
+    scores = gpo.linear(out_emb)
+    scores[torch.where(mask == 0)] = -10000
+    weights = torch.softmax(scores / gpo.temperature, 1)
+    features = features[:, :max_len, :]
+    ordered = features.masked_fill(mask == 0, -10000).sort(dim=1, descending=True)[0]
+    ordered = ordered.masked_fill(mask == 0, 0)
+    return (ordered * weights).sum(1), weights

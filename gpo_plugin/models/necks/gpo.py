@@ -6,6 +6,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from gpo_plugin.registry import MODELS
 
@@ -35,6 +36,10 @@ class GPO(BaseSetPooling):
         d_pe: channels of the positional encoding fed to the GRU. Defaults to 32.
         d_hidden: hidden size of each GRU direction. Defaults to 32.
         temperature: softmax temperature of the scores. Defaults to 0.1.
+        gru_impl: how the GRU runs over the distinct set sizes: ``'steps'`` steps each
+            direction with ``torch.gru_cell`` (fastest on CPU); ``'packed'`` calls
+            ``nn.GRU`` on packed sequences, which uses cuDNN on CUDA. Both compute the same
+            function. Defaults to ``'steps'``.
         init_cfg: mmengine initialisation config. Defaults to None.
 
     Shapes:
@@ -47,11 +52,15 @@ class GPO(BaseSetPooling):
         d_pe: int = 32,
         d_hidden: int = 32,
         temperature: float = 0.1,
+        gru_impl: str = 'steps',
         init_cfg: dict | None = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         if d_pe % 2:
             raise ValueError(f'GPO: `d_pe` must be even (sin/cos pairs), got {d_pe}.')
+        if gru_impl not in ('steps', 'packed'):
+            raise ValueError(f"GPO: `gru_impl` must be 'steps' or 'packed', got {gru_impl!r}.")
+        self.gru_impl = gru_impl
         self.d_pe = d_pe
         self.d_hidden = d_hidden
         self.temperature = temperature
@@ -79,8 +88,8 @@ class GPO(BaseSetPooling):
     def _weights_for_sizes(self, sizes: Tensor) -> Tensor:
         """theta for each distinct size: (U,) -> (U, max(sizes)), zero past each size.
 
-        The GRU's two directions run step by step with ``torch.gru_cell``: the forward
-        direction reads positions 0, 1, ... whatever the size, so one run serves every
+        With ``gru_impl='steps'`` the GRU's two directions run step by step with
+        ``torch.gru_cell``: the forward direction reads positions 0, 1, ... whatever the size, so one run serves every
         size; only the backward direction (which starts at N-1) runs once per size.
         This is the same function as the bidirectional ``nn.GRU`` over packed
         sequences, and several times cheaper to differentiate on CPU.
@@ -89,6 +98,17 @@ class GPO(BaseSetPooling):
         encoding = sinusoid_encoding(
             max_size, self.d_pe, device=sizes.device, dtype=self.linear.weight.dtype
         )
+        if self.gru_impl == 'packed':
+            hidden = self._packed_states(encoding, sizes)
+        else:
+            hidden = self._stepped_states(encoding, sizes)
+        scores = self.linear(hidden).squeeze(-1)
+        scores = scores.masked_fill(~length_mask(sizes, max_size), -math.inf)
+        return torch.softmax(scores / self.temperature, dim=1)
+
+    def _stepped_states(self, encoding: Tensor, sizes: Tensor) -> Tensor:
+        """Directions-averaged GRU states (U, max_size, d_hidden), stepped by hand."""
+        max_size = encoding.shape[0]
         forward_states = self._run_direction(encoding.unsqueeze(0), reverse=False)
         # Step t of size N reads position N-1-t; the map is its own inverse, so the same
         # index turns states by step back into states by position (k >= N is masked).
@@ -98,9 +118,18 @@ class GPO(BaseSetPooling):
         backward_states = backward_states.gather(
             1, mirrored.unsqueeze(-1).expand(-1, -1, self.d_hidden)
         )
-        scores = self.linear((forward_states + backward_states) / 2).squeeze(-1)
-        scores = scores.masked_fill(~length_mask(sizes, max_size), -math.inf)
-        return torch.softmax(scores / self.temperature, dim=1)
+        return (forward_states + backward_states) / 2
+
+    def _packed_states(self, encoding: Tensor, sizes: Tensor) -> Tensor:
+        """The same states from ``nn.GRU`` over one packed sequence per size (cuDNN on
+        CUDA); zero past each size."""
+        inputs = encoding.expand(sizes.shape[0], -1, -1)
+        packed = pack_padded_sequence(inputs, sizes.cpu(), batch_first=True, enforce_sorted=False)
+        hidden, _ = pad_packed_sequence(
+            self.gru(packed)[0], batch_first=True, total_length=encoding.shape[0]
+        )
+        forward_states, backward_states = hidden.split(self.d_hidden, dim=-1)
+        return (forward_states + backward_states) / 2
 
     def _run_direction(self, inputs: Tensor, reverse: bool) -> Tensor:
         """One direction of ``self.gru`` over (U, T, d_pe) inputs -> (U, T, d_hidden)."""

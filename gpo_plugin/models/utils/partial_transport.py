@@ -38,12 +38,14 @@ def transport_cost(features: Tensor, prototypes: Tensor, eps: float = 1e-12) -> 
     Returns:
         (B, m, n) costs c_ij = ||phi(z_i) - phi(x_j)|| in [0, 2].
     """
-    x, z = unit_ball(features), unit_ball(prototypes)
-    squared = (
-        z.pow(2).sum(-1)[None, :, None]
-        + x.pow(2).sum(-1)[:, None, :]
-        - 2 * torch.einsum('md,bnd->bmn', z, x)
-    )
+    z = unit_ball(prototypes)
+    # phi(x) = x * scale with scale = 1 / max(1, ||x||): the cross term and |phi(x)|^2 come
+    # from x and its norm directly, without materialising phi(x) (B, n, D) or a second
+    # squared norm (a third less elementwise work and backward over the largest tensor).
+    norm = features.norm(dim=-1)  # (B, n)
+    scale = 1 / norm.clamp_min(1.0)
+    cross = torch.einsum('md,bnd->bmn', z, features) * scale[:, None, :]
+    squared = z.pow(2).sum(-1)[None, :, None] + (norm * scale).pow(2)[:, None, :] - 2 * cross
     return squared.clamp_min(eps).sqrt()
 
 
