@@ -52,6 +52,11 @@ class GPO(BaseSetPooling):
         super().__init__(init_cfg=init_cfg)
         if d_pe % 2:
             raise ValueError(f'GPO: `d_pe` must be even (sin/cos pairs), got {d_pe}.')
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(
+                f'GPO: `temperature` must be a finite number > 0, got {temperature} (the '
+                'softmax divides the scores by it).'
+            )
         self.d_pe = d_pe
         self.d_hidden = d_hidden
         self.temperature = temperature
