@@ -83,6 +83,9 @@ class _DeferredRemoval:
     def rmtree(self, path) -> None:
         self._queued.append(('rmtree', path))
 
+    def discard(self) -> None:
+        self._queued = []
+
     def flush(self, keep: set[str]) -> None:
         """Remove what was queued, except the paths in ``keep`` (just written again)."""
         queued, self._queued = self._queued, []
@@ -118,11 +121,15 @@ class AtomicCheckpointHook(CheckpointHook):
 
     @contextmanager
     def _removals_after_writes(self):
+        deferred = isinstance(self.file_backend, _DeferredRemoval)
         try:
             yield
-        finally:
-            if isinstance(self.file_backend, _DeferredRemoval) and is_main_process():
-                self.file_backend.flush(keep=self._current_files())
+        except BaseException:
+            if deferred:  # the new file may not exist: keep every old one
+                self.file_backend.discard()
+            raise
+        if deferred and is_main_process():
+            self.file_backend.flush(keep=self._current_files())
 
     def _current_files(self) -> set[str]:
         current = {self.last_ckpt, getattr(self, 'best_ckpt_path', None)}

@@ -55,16 +55,33 @@ def safe_torch_load(path: str | os.PathLike, map_location=None, mmap: bool = Fal
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except torch.serialization.pickle.UnpicklingError as error:
+        reason = _unpickler_reason(str(error))
+        if 'Unsupported global' in reason:
+            raise CheckpointError(
+                f'checkpoint {path} holds objects that safe loading (weights_only=True) '
+                f'refuses: {reason}. Only load checkpoints you trust; re-save it with plain '
+                'tensors and containers if it is yours.'
+            ) from None
         raise CheckpointError(
-            f'checkpoint {path} holds objects that safe loading (weights_only=True) refuses: '
-            f'{str(error).splitlines()[0]} Only load checkpoints you trust; re-save it with '
-            'plain tensors and containers if it is yours.'
+            f'checkpoint {path} ({size} bytes) cannot be read, probably truncated or not a '
+            f'checkpoint: {reason}'
         ) from None
     except (EOFError, RuntimeError, ValueError, OSError) as error:
         raise CheckpointError(
             f'checkpoint {path} ({size} bytes) cannot be read, probably truncated by an '
             f'interrupted write: {type(error).__name__}: {str(error).splitlines()[0]}'
         ) from None
+
+
+def _unpickler_reason(message: str) -> str:
+    """The line of torch's long weights-only message that says what was refused."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if 'WeightsUnpickler error:' in line:
+            rest = line.split('WeightsUnpickler error:', 1)[1].strip()
+            rest = rest or (lines[i + 1] if i + 1 < len(lines) else line)
+            return rest.split(' Please use')[0].rstrip('.')
+    return lines[0] if lines else 'unknown error'
 
 
 def _load_from_local_safely(filename: str, map_location=None):
