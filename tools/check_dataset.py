@@ -3,7 +3,7 @@
 Usage:
     python tools/check_dataset.py CONFIG [--loaders train_dataloader ...] [--data-root DIR]
         [--cfg-options k=v ...]
-Annotation files, image files (empty, undecodable, truncated JPEGs) and precomputed features
+Annotation files, image files (empty, undecodable, truncated) and precomputed features
 (dtype, NaN/inf) are checked; every problem is printed with its file. Exit code 1 if any.
 """
 

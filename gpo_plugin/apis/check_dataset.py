@@ -3,7 +3,7 @@
 Building a dataset already checks its annotation files (and, for precomputed features, the
 dtype and finiteness of every feature). This adds what is otherwise only found when a sample
 is first read, possibly hours into training: every image file is read and decoded (empty,
-undecodable and truncated JPEGs are reported, all of them, with their paths), and datasets
+undecodable and truncated images are reported, all of them, with their paths), and datasets
 without image files have every sample prepared once.
 """
 
@@ -37,11 +37,9 @@ def check_image_file(path: str) -> str | None:
         image, reason = None, f': {error}'
     else:
         reason = ''
+    # OpenCV (4.x) refuses truncated JPEGs too, so a cut-off file lands here as well.
     if image is None or image.size == 0:
-        return f'cannot be decoded as an image{reason}'
-    # A JPEG cut short decodes (OpenCV only warns) but lacks the end-of-image marker.
-    if data[:2] == b'\xff\xd8' and b'\xff\xd9' not in data[-1024:]:
-        return 'is a truncated JPEG (no end-of-image marker)'
+        return f'cannot be decoded as an image (corrupt or truncated){reason}'
     return None
 
 

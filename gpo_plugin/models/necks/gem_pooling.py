@@ -22,7 +22,9 @@ class GeMPooling(BaseSetPooling):
     ``clamp``, so a map and the set of its grid vectors give the same output.
 
     Args:
-        p: the exponent (> 0). Defaults to 3.
+        p: the initial exponent, finite and >= 1 (mmpretrain's condition); a trainable
+            ``p`` may drift below 1 during training, and both input forms follow it.
+            Defaults to 3.
         eps: lower clamp of the features (> 0). Defaults to 1e-6.
         clamp: clamp the features to at least ``eps`` before the power (mmpretrain's
             meaning). Without it, negative features give NaN for fractional ``p``.
@@ -42,8 +44,11 @@ class GeMPooling(BaseSetPooling):
         init_cfg: dict | None = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
-        if not (math.isfinite(p) and p > 0 and math.isfinite(eps) and eps > 0):
-            raise ValueError(f'GeMPooling: need finite p > 0 and eps > 0, got p={p}, eps={eps}.')
+        if not (math.isfinite(p) and p >= 1 and math.isfinite(eps) and eps > 0):
+            raise ValueError(
+                f'GeMPooling: need a finite p >= 1 (as mmpretrain) and eps > 0, got p={p}, '
+                f'eps={eps}.'
+            )
         self.gem = GeneralizedMeanPooling(p=p, eps=eps, clamp=clamp, p_trainable=p_trainable)
 
     def pool_checked(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, None]:
