@@ -12,7 +12,8 @@ from test_dml_datasets import PIPELINE, make_cub, make_sop
 from test_vse_data import SIZES, copy_split, dataset
 
 from gpo_plugin.apis import make_demo_data
-from gpo_plugin.apis.check_dataset import check_image_file, main as check_dataset
+from gpo_plugin.apis.check_dataset import check_image_file
+from gpo_plugin.apis.check_dataset import main as check_dataset
 from gpo_plugin.datasets import CUBMetricDataset, RandomRegionDrop, SOPMetricDataset
 from gpo_plugin.engine.non_finite_loss_hook import (
     NonFiniteLossError,
@@ -94,7 +95,9 @@ def test_duplicate_image_ids(demo, tmp_path):
     assert len(ids) == 12  # one per image
     ids[5] = ids[2]
     (root / 'train_ids.txt').write_text('\n'.join(ids) + '\n')
-    with pytest.raises(ValueError, match=rf"train_ids.txt:6: image id '{ids[2]}' already .* line 3"):
+    with pytest.raises(
+        ValueError, match=rf"train_ids.txt:6: image id '{ids[2]}' already .* line 3"
+    ):
         dataset(root)
 
 
@@ -203,7 +206,8 @@ class _Runner:
 def test_non_finite_loss_stops_with_iteration_and_ids():
     hook = NonFiniteLossHook()
     batch = dict(
-        inputs=dict(), data_samples=dict(img_idx=torch.tensor([3, 9]), cap_idx=torch.tensor([15, 47]))
+        inputs=dict(),
+        data_samples=dict(img_idx=torch.tensor([3, 9]), cap_idx=torch.tensor([15, 47])),
     )
     hook.after_train_iter(_Runner, 5, batch, dict(loss=torch.tensor(2.0)))  # finite: nothing
     with pytest.raises(NonFiniteLossError) as error:

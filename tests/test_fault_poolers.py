@@ -8,6 +8,7 @@ import torch
 
 from gpo_plugin.models.necks import GPO, GSP, AvgPooling, GeMPooling, KMaxPooling, MaxPooling
 
+
 def _gem_trained_to(p):
     """A GeM whose trainable p drifted to ``p`` (mmpretrain only checks p >= 1 at init)."""
     gem = GeMPooling(p=3.0)
