@@ -1,7 +1,9 @@
 """``tools/train.py`` that SIGKILLs itself after iteration ``$KILL_AT_ITER`` (tests only).
 
-The resume tests run it in a subprocess: the process dies as a user's job dies under
-``kill -9``, with no chance to clean up, after the optimizer step of that iteration.
+The resume tests register the hook and train in a forked child process: it dies as a user's
+job dies under ``kill -9``, with no chance to clean up, after the optimizer step of that
+iteration. Run as a script (``KILL_AT_ITER=11 python tests/train_until_killed.py CONFIG ...
+--cfg-options default_hooks.kill.type=KillAtIterHook``) to do the same by hand.
 """
 
 import os
