@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+import pickle
 import re
 import warnings
 from pathlib import Path
@@ -26,6 +27,11 @@ _CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 
 class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be used: missing, empty, truncated or unsafe."""
+
+
+class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
+    """A checkpoint holding objects safe loading refuses (also an ``UnpicklingError``, what
+    ``torch.load(weights_only=True)`` raises for it)."""
 
 
 def unsafe_load_requested() -> bool:
@@ -55,9 +61,9 @@ def safe_torch_load(path: str | os.PathLike, map_location=None, mmap: bool = Fal
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except torch.serialization.pickle.UnpicklingError as error:
-        reason = _unpickler_reason(str(error))
-        if 'Unsupported global' in reason:
-            raise CheckpointError(
+        refused, reason = _unpickler_reason(str(error))
+        if refused:
+            raise UnsafeCheckpointError(
                 f'checkpoint {path} holds objects that safe loading (weights_only=True) '
                 f'refuses: {reason}. Only load checkpoints you trust; re-save it with plain '
                 'tensors and containers if it is yours.'
@@ -73,15 +79,18 @@ def safe_torch_load(path: str | os.PathLike, map_location=None, mmap: bool = Fal
         ) from None
 
 
-def _unpickler_reason(message: str) -> str:
-    """The line of torch's long weights-only message that says what was refused."""
+def _unpickler_reason(message: str) -> tuple[bool, str]:
+    """(whether safe loading refused a global, the line of torch's long message that says
+    what went wrong)."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        if 'GLOBAL' in line:  # "Unsupported global: GLOBAL x.y ..." or "... GLOBAL posix.system"
+            return True, line.split('WeightsUnpickler error:')[-1].split(' Please use')[0].strip()
     for i, line in enumerate(lines):
         if 'WeightsUnpickler error:' in line:
             rest = line.split('WeightsUnpickler error:', 1)[1].strip()
-            rest = rest or (lines[i + 1] if i + 1 < len(lines) else line)
-            return rest.split(' Please use')[0].rstrip('.')
-    return lines[0] if lines else 'unknown error'
+            return False, rest or (lines[i + 1] if i + 1 < len(lines) else line)
+    return False, lines[0] if lines else 'unknown error'
 
 
 def _load_from_local_safely(filename: str, map_location=None):
