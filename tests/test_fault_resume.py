@@ -217,6 +217,23 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(vse_data, tmp_path,
     assert (work / 'last_checkpoint').read_text() == str(work / 'epoch_2.pth')
 
 
+def test_interrupted_best_checkpoint_write_keeps_the_previous_best(vse_data, tmp_path, monkeypatch):
+    """mmengine removes the previous best before writing the new one; here it survives."""
+    work = tmp_path / 'work'
+    replace = os.replace
+
+    def dies_on_new_best(src, dst):
+        if Path(dst).name == 'best_retrieval_rsum_epoch_2.pth':
+            raise KeyboardInterrupt('killed while writing the best checkpoint')
+        replace(src, dst)
+
+    monkeypatch.setattr(atomic_checkpoint_hook.os, 'replace', dies_on_new_best)
+    with pytest.raises(KeyboardInterrupt):
+        cli.train([*vse_args(vse_data, epochs=2), '--work-dir', str(work)])
+    assert [p.name for p in work.glob('best_*.pth')] == ['best_retrieval_rsum_epoch_1.pth']
+    assert safe_torch_load(work / 'best_retrieval_rsum_epoch_1.pth')['meta']['epoch'] == 1
+
+
 def test_atomic_write_leaves_old_content_on_failure(tmp_path, monkeypatch):
     target = tmp_path / 'last_checkpoint'
     atomic_checkpoint_hook.atomic_write(target, b'old')
