@@ -9,9 +9,11 @@ import random
 import signal
 import warnings
 from pathlib import Path
+from unittest.mock import MagicMock
 
 import pytest
 import torch
+from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from mmengine.runner.checkpoint import _load_checkpoint
 from train_until_killed import KillAtIterHook  # noqa: F401  (registers the hook)
 
@@ -167,15 +169,17 @@ def test_sample_seed_hook_seeds_wrapped_pipelines_once():
     from mmengine.dataset import Compose
 
     class Inner:
-        pipeline = Compose([])
+        def __init__(self):
+            self.pipeline = Compose([])
 
     class Wrapper:
         datasets = [Inner(), Inner()]
 
     class Runner:
         seed, epoch = 7, 2
-        train_loop = type('EpochBasedTrainLoop', (), {})()
+        train_loop = object.__new__(EpochBasedTrainLoop)
         train_dataloader = type('Loader', (), {'dataset': Wrapper()})()
+        logger = MagicMock()
 
     hook = SampleSeedHook()
     hook.before_train(Runner)
@@ -185,6 +189,16 @@ def test_sample_seed_hook_seeds_wrapped_pipelines_once():
         assert isinstance(inner.pipeline.transforms[0], SeedSample)
     hook.before_train_epoch(Runner)
     assert [int(s.epoch) for s in hook.seeders] == [2, 2]
+    Runner.logger.warning.assert_not_called()
+
+    # An iteration-based loop has no epoch to key draws by: warn, change nothing.
+    Runner.train_loop = object.__new__(IterBasedTrainLoop)
+    Runner.train_dataloader.dataset = Inner()
+    hook = SampleSeedHook()
+    hook.before_train(Runner)
+    hook.before_train_epoch(Runner)
+    assert not hook.seeders and not Runner.train_dataloader.dataset.pipeline.transforms
+    assert 'epoch-based' in Runner.logger.warning.call_args[0][0]
 
 
 # -- atomic checkpoints --------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
+from mmengine.runner import EpochBasedTrainLoop
 
 from gpo_plugin.registry import HOOKS
 
@@ -89,7 +90,7 @@ class SampleSeedHook(Hook):
         self.seeders: list[SeedSample] = []
 
     def before_train(self, runner) -> None:
-        if not runner.train_loop.__class__.__name__.startswith('EpochBased'):
+        if not isinstance(runner.train_loop, EpochBasedTrainLoop):
             runner.logger.warning(
                 'SampleSeedHook: per-sample seeding needs an epoch-based train loop; '
                 'augmentation of this run is not reproducible across a resume.'
