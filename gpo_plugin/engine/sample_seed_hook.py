@@ -26,12 +26,18 @@ from gpo_plugin.registry import HOOKS
 _SAMPLE, _MAIN = 0, 1
 
 
-def seed_everything_from(*key: int) -> None:
-    """Seed ``random``, ``np.random`` and torch's default generator from an integer key."""
+def seed_everything_from(*key: int, devices: bool = False) -> None:
+    """Seed ``random``, ``np.random`` and torch's CPU generator from an integer key; with
+    ``devices``, torch's accelerator generators too (``torch.manual_seed``, ~100x slower: the
+    per-sample path leaves it out, loader workers do not draw on accelerators)."""
     state = np.random.SeedSequence([k & 0xFFFFFFFF for k in key]).generate_state(4)
     np.random.seed(state)
     random.seed(int(state[0]) << 32 | int(state[1]))
-    torch.manual_seed(int(state[2]) << 32 | int(state[3]))
+    torch_seed = int(state[2]) << 32 | int(state[3])
+    if devices:
+        torch.manual_seed(torch_seed)
+    else:
+        torch.default_generator.manual_seed(torch_seed)
 
 
 class SeedSample:
@@ -117,4 +123,4 @@ class SampleSeedHook(Hook):
             return
         for seeder in self.seeders:
             seeder.epoch.fill_(runner.epoch)
-        seed_everything_from(self.seed, _MAIN, runner.epoch, get_rank())
+        seed_everything_from(self.seed, _MAIN, runner.epoch, get_rank(), devices=True)
