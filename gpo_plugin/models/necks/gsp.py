@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from typing import NamedTuple
 
 import torch
@@ -87,8 +88,14 @@ class GSP(BaseSetPooling):
             )
         if not (math.isfinite(gamma) and gamma > 0):
             raise ValueError(f'GSP: `gamma` must be a finite number > 0, got {gamma}.')
-        if isinstance(num_prototypes, bool) or not isinstance(num_prototypes, int):
-            raise TypeError(f'GSP: `num_prototypes` must be an int, got {num_prototypes!r}.')
+        try:
+            if isinstance(num_prototypes, bool):
+                raise TypeError
+            num_prototypes = operator.index(num_prototypes)  # ints, numpy ints
+        except TypeError:
+            raise TypeError(
+                f'GSP: `num_prototypes` must be an int, got {num_prototypes!r}.'
+            ) from None
         if num_prototypes < 1:
             raise ValueError(f'GSP: `num_prototypes` must be >= 1, got {num_prototypes}.')
         if kcenter_source not in ('pooled', 'local'):
