@@ -8,9 +8,15 @@ default_hooks = dict(
     # One line every `interval` iterations with loss, lr, time and ETA (the progress display).
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1),
+    # mmengine's CheckpointHook with atomic writes (temporary file + rename, old checkpoints
+    # removed after the new one is on disk): a kill never leaves nothing to resume from.
+    checkpoint=dict(type='AtomicCheckpointHook', interval=1),
     # Calls the sampler's set_epoch (ClassDisjointSampler: new batches every epoch).
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # Augmentation draws keyed by (seed, epoch, sample index): resumed runs are exact.
+    sample_seed=dict(type='SampleSeedHook'),
+    # Stop at a NaN/inf loss, naming the iteration and the batch's sample ids.
+    non_finite_loss=dict(type='NonFiniteLossHook'),
 )
 env_cfg = dict(
     cudnn_benchmark=False,

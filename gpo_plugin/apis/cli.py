@@ -2,8 +2,9 @@
 
 Both take the usual mmpretrain/mmengine flags: a config, ``--work-dir``, ``--cfg-options``,
 ``--launcher``, plus ``--data-root`` (sets ``data_root`` of every loader's dataset in one go);
-``train`` adds ``--resume [CKPT]``, ``--amp`` and ``--auto-scale-lr``, ``test`` a checkpoint
-and ``--out``.
+``train`` adds ``--resume [CKPT]``, ``--amp`` and ``--auto-scale-lr``, ``test`` a checkpoint,
+``--out`` and ``--non-strict``. Both refuse to run with ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` set;
+``--resume`` skips broken checkpoints, ``test`` refuses a checkpoint of another model.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from collections.abc import Sequence
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
+
+from gpo_plugin.utils.checkpoints import (
+    check_state_dict_matches,
+    refuse_unsafe_env,
+    resolve_resume,
+    safe_torch_load,
+)
 
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -66,6 +74,11 @@ def test_parser() -> argparse.ArgumentParser:
     add_common_args(parser)
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='write the metrics to this JSON file')
+    parser.add_argument(
+        '--non-strict',
+        action='store_true',
+        help="load a checkpoint whose keys or shapes differ from the config's model",
+    )
     return parser
 
 
@@ -107,8 +120,10 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        # The newest loadable checkpoint (a broken `last_checkpoint` is skipped with a warning).
+        cfg.resume, cfg.load_from = True, resolve_resume(cfg.work_dir)
     elif args.resume is not None:
+        safe_torch_load(args.resume, map_location='cpu', mmap=True)  # names a broken file
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
@@ -123,6 +138,7 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> Config:
 def train(argv: Sequence[str] | None = None) -> Runner:
     """``tools/train.py``: build the Runner from the config and train."""
     args = train_parser().parse_args(argv)
+    refuse_unsafe_env('train.py')
     runner = Runner.from_cfg(apply_train_args(load_config(args), args))
     runner.train()
     return runner
@@ -131,11 +147,14 @@ def train(argv: Sequence[str] | None = None) -> Runner:
 def test(argv: Sequence[str] | None = None) -> dict:
     """``tools/test.py``: evaluate a checkpoint, print the metrics (and write ``--out``)."""
     args = test_parser().parse_args(argv)
+    refuse_unsafe_env('test.py')
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'test.py: checkpoint {args.checkpoint} not found.')
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
     runner = Runner.from_cfg(cfg)
+    if not args.non_strict:
+        check_state_dict_matches(runner.model, args.checkpoint)
     metrics = runner.test()
     if runner.rank == 0:
         print_metrics(metrics)

@@ -24,13 +24,16 @@ class CUBMetricDataset(MetricLearningDataset):
 
     def read_split(self, split: str) -> list[tuple[str, int]]:
         paths = {}
-        for line_no, (image_id, path) in self.read_table(
-            'images.txt', 2, '"<image_id> <relative path>"'
-        ):
+        expected = '"<image_id> <relative path>"'
+        rows = self.read_table('images.txt', 2, expected)
+        self.no_duplicates('images.txt', rows, expected)
+        for line_no, (image_id, path) in rows:
             paths[image_id] = (line_no, path)
         records = []
         expected = '"<image_id> <class_id>"'
-        for line_no, (image_id, label) in self.read_table('image_class_labels.txt', 2, expected):
+        rows = self.read_table('image_class_labels.txt', 2, expected)
+        self.no_duplicates('image_class_labels.txt', rows, expected)
+        for line_no, (image_id, label) in rows:
             cls = self.as_int(label, 'image_class_labels.txt', line_no, expected)
             if image_id not in paths:
                 raise self.malformed(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import os.path as osp
 from abc import abstractmethod
 
@@ -111,7 +112,15 @@ class MetricLearningDataset(BaseDataset):
         return path
 
     def check_images(self, relative_paths: list[str]) -> None:
-        missing = [p for p in relative_paths if not osp.isfile(osp.join(self.data_root, p))]
+        """Every listed image exists and is not empty (a cheap ``stat``; decoding is checked
+        on first use, and for all images up front by ``tools/check_dataset.py``)."""
+        missing, empty = [], []
+        for p in relative_paths:
+            try:
+                if os.stat(osp.join(self.data_root, p)).st_size == 0:
+                    empty.append(p)
+            except OSError:
+                missing.append(p)
         if missing:
             raise FileNotFoundError(
                 f'{type(self).__name__}: {len(missing)} image(s) listed in the '
@@ -119,6 +128,37 @@ class MetricLearningDataset(BaseDataset):
                 f'{osp.join(self.data_root, missing[0])}. Expected layout '
                 f'under data_root:\n{self.LAYOUT}'
             )
+        if empty:
+            raise ValueError(
+                f'{type(self).__name__}: {len(empty)} image file(s) are empty (0 bytes), e.g. '
+                f'{osp.join(self.data_root, empty[0])}; restore them from the dataset archive.'
+            )
+
+    def prepare_data(self, idx: int):
+        """The sample through the pipeline; a failure (an unreadable or corrupt image) names
+        the image file."""
+        try:
+            return super().prepare_data(idx)
+        except Exception as error:
+            path = self.get_data_info(idx).get('img_path', f'sample {idx}')
+            raise RuntimeError(
+                f'{type(self).__name__}: cannot load {path}: {type(error).__name__}: {error}. '
+                'Scan the whole dataset with tools/check_dataset.py CONFIG.'
+            ) from error
+
+    def no_duplicates(self, relative: str, rows, expected: str) -> None:
+        """Refuse a repeated first field (an image id) in the rows of ``read_table``."""
+        seen: dict[str, int] = {}
+        for line_no, fields in rows:
+            if fields[0] in seen:
+                raise self.malformed(
+                    osp.join(self.data_root, relative),
+                    line_no,
+                    ' '.join(fields),
+                    f'{expected} with a unique image_id ({fields[0]} is already on line '
+                    f'{seen[fields[0]]})',
+                )
+            seen[fields[0]] = line_no
 
     def malformed(self, path: str, line_no: int, line: str, expected: str) -> ValueError:
         return ValueError(

@@ -36,6 +36,8 @@ class PrecompCaptionDataset(BaseDataset):
         captions_per_image: expected k; ``None`` takes it from the files.
         max_images: use only the first ``max_images`` images (and their captions), e.g.
             1000 for the COCO ``dev`` validation of the reference code. ``None``: all.
+        check_finite: scan the features once, when the file is opened (in chunks of the
+            memory map), and refuse NaN/inf naming the image. Defaults to True.
         pipeline: transforms applied to each sample.
         test_mode: mmengine flag (no effect on the data).
     """
@@ -48,6 +50,7 @@ class PrecompCaptionDataset(BaseDataset):
         feat_dim: int | None = None,
         captions_per_image: int | None = None,
         max_images: int | None = None,
+        check_finite: bool = True,
         pipeline: list | None = None,
         test_mode: bool = False,
         **kwargs,
@@ -56,6 +59,7 @@ class PrecompCaptionDataset(BaseDataset):
         self.feat_dim = feat_dim
         self.expected_k = captions_per_image
         self.max_images = max_images
+        self.check_finite = check_finite
         self.tokenizer = build_caption_tokenizer(tokenizer)
         self._ims: np.ndarray | None = None
         super().__init__(
@@ -106,14 +110,19 @@ class PrecompCaptionDataset(BaseDataset):
                 f'PrecompCaptionDataset: {ims_path} must hold an (N, R, D) array '
                 f'(images, regions, feature dim), got shape {ims.shape}.'
             )
+        if ims.dtype not in FEATURE_DTYPES:
+            raise TypeError(
+                f'PrecompCaptionDataset: {ims_path} holds {ims.dtype} values; region features '
+                'must be float16, float32 or float64. Convert the file, e.g. '
+                "np.save(path, np.load(path).astype('float32')), if the values are features."
+            )
         if self.feat_dim is not None and ims.shape[2] != self.feat_dim:
             raise ValueError(
                 f'PrecompCaptionDataset: {ims_path} has feature dimension {ims.shape[2]}, but the '
                 f'config expects feat_dim={self.feat_dim}; set `feat_dim` of the dataset and '
                 '`in_channels` of the image encoder to the features you have.'
             )
-        with open(caps_path, encoding='utf-8') as f:
-            captions = [line.strip() for line in f]
+        captions = read_captions(caps_path)
         num_images, num_caps = ims.shape[0], len(captions)
         if num_images == 0 or num_caps == 0 or num_caps % num_images:
             raise ValueError(
@@ -130,6 +139,8 @@ class PrecompCaptionDataset(BaseDataset):
         ids = self._read_ids(num_images, k)
         if self.max_images is not None:
             num_images = min(num_images, self.max_images)
+        if self.check_finite:
+            check_finite_features(ims, ims_path, num_images)
         self._metainfo.update(captions_per_image=k, num_images=num_images, image_ids=ids)
         return [dict(img_idx=c // k, cap_idx=c, caption=captions[c]) for c in range(num_images * k)]
 
@@ -137,16 +148,31 @@ class PrecompCaptionDataset(BaseDataset):
         path = self._file('ids.txt')
         if not path.is_file():
             return [str(i) for i in range(num_images)]
-        with open(path, encoding='utf-8') as f:
-            ids = [line.strip() for line in f if line.strip()]
-        if len(ids) == num_images * k and k > 1:
-            ids = ids[::k]
-        if len(ids) != num_images:
+        numbered = [(n, line) for n, line in enumerate(read_lines(path), 1) if line]
+        if len(numbered) == num_images * k and k > 1:
+            for n, image_id in numbered:
+                first_n, first = numbered[(n - 1) // k * k]
+                if image_id != first:
+                    raise ValueError(
+                        f'PrecompCaptionDataset: {path}:{n}: id {image_id!r} differs from '
+                        f'{first!r} on line {first_n}; per-caption ids must repeat the id of '
+                        f'their image on all k = {k} consecutive lines.'
+                    )
+            numbered = numbered[::k]
+        if len(numbered) != num_images:
             raise ValueError(
-                f'PrecompCaptionDataset: {path} has {len(ids)} ids; expected one '
+                f'PrecompCaptionDataset: {path} has {len(numbered)} ids; expected one '
                 f'per image ({num_images}) or per caption ({num_images * k}).'
             )
-        return ids
+        seen: dict[str, int] = {}
+        for n, image_id in numbered:
+            if image_id in seen:
+                raise ValueError(
+                    f'PrecompCaptionDataset: {path}:{n}: image id {image_id!r} already given '
+                    f'on line {seen[image_id]}; every image needs its own id.'
+                )
+            seen[image_id] = n
+        return [image_id for _, image_id in numbered]
 
     # -- samples -------------------------------------------------------------------------
     def get_data_info(self, idx: int) -> dict:
@@ -156,3 +182,57 @@ class PrecompCaptionDataset(BaseDataset):
         tok = self.tokenizer
         info.update(mask_id=tok.mask_id, vocab_size=tok.vocab_size, random_low=tok.random_low)
         return info
+
+
+FEATURE_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+# Elements scanned at a time by check_finite_features (64 MiB of float32).
+_CHUNK = 1 << 24
+
+
+def read_lines(path: Path) -> list[str]:
+    """Stripped lines of a UTF-8 text file; a byte that is not UTF-8 names file and line."""
+    lines = []
+    with open(path, 'rb') as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                lines.append(raw.decode('utf-8').strip())
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f'{path}:{n}: not UTF-8 ({error.reason} at byte {error.start} of the line: '
+                    f'{raw[max(0, error.start - 10) : error.start + 10]!r}); re-encode the file '
+                    'as UTF-8, e.g. `iconv -f latin1 -t utf-8`.'
+                ) from None
+    return lines
+
+
+def read_captions(path: Path) -> list[str]:
+    """Captions of a ``{split}_caps.txt``, one a line; empty captions name file and line."""
+    captions = read_lines(path)
+    while captions and not captions[-1]:  # a trailing blank line is not a caption
+        captions.pop()
+    for n, caption in enumerate(captions, 1):
+        if not caption:
+            raise ValueError(
+                f'PrecompCaptionDataset: {path}:{n}: empty (or whitespace-only) caption; every '
+                'line must hold a caption, k consecutive lines per image.'
+            )
+    return captions
+
+
+def check_finite_features(ims: np.ndarray, path: Path, num_images: int) -> None:
+    """Refuse NaN/inf among the first ``num_images`` (N, R, D) features, naming the first bad
+    image; reads the memory map in chunks (once, when the file is opened)."""
+    per_image = max(1, int(np.prod(ims.shape[1:])))
+    step = max(1, _CHUNK // per_image)
+    for start in range(0, num_images, step):
+        chunk = np.asarray(ims[start : min(start + step, num_images)])
+        finite = np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)
+        if not finite.all():
+            image = start + int(np.argmin(finite))
+            bad = np.argwhere(~np.isfinite(ims[image]))[0]
+            raise ValueError(
+                f'PrecompCaptionDataset: {path}: image {image} has a non-finite feature '
+                f'(value {ims[image][tuple(bad)]} at region {bad[0]}, channel {bad[1]}); one '
+                'NaN makes every gradient NaN. Recompute or drop that image (and its captions), '
+                'or set check_finite=False to skip this scan.'
+            )

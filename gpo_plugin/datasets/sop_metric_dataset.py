@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os.path as osp
+
 from gpo_plugin.registry import DATASETS
 
 from .metric_learning_dataset import MetricLearningDataset
@@ -22,12 +24,33 @@ class SOPMetricDataset(MetricLearningDataset):
         '  <path>  (e.g. bicycle_final/111085122871_0.JPG)'
     )
 
+    HEADER = ['image_id', 'class_id', 'super_class_id', 'path']
+
     def read_split(self, split: str) -> list[tuple[str, int]]:
-        name = f'Ebay_{split}.txt'
-        expected = '"<image_id> <class_id> <super_class_id> <path>"'
-        records = [
-            (path, self.as_int(cls, name, line_no, expected))
-            for line_no, (_, cls, _, path) in self.read_table(name, 4, expected, header=True)
-        ]
+        records = self.read_records(split)
+        other = 'test' if split == 'train' else 'train'
+        if osp.isfile(osp.join(self.data_root, f'Ebay_{other}.txt')):
+            shared = {c for _, c in records} & {c for _, c in self.read_records(other)}
+            if shared:
+                raise ValueError(
+                    f'SOPMetricDataset: {len(shared)} class id(s) appear in both Ebay_train.txt '
+                    f'and Ebay_test.txt, e.g. {sorted(shared)[:5]}; the metric-learning split '
+                    'is class-disjoint. Use the official files.'
+                )
         self.check_images([p for p, _ in records])
         return records
+
+    def read_records(self, split: str) -> list[tuple[str, int]]:
+        """(path, class id) of ``Ebay_{split}.txt``, whose first line must be the header."""
+        name = f'Ebay_{split}.txt'
+        path = self.require_file(name)
+        with open(path) as handle:
+            first = handle.readline()
+        if first.split() != self.HEADER:
+            raise self.malformed(
+                path, 1, first, f'the header line "{" ".join(self.HEADER)}" (the file lost it?)'
+            )
+        expected = '"<image_id> <class_id> <super_class_id> <path>"'
+        rows = self.read_table(name, 4, expected, header=True)
+        self.no_duplicates(name, rows, expected)
+        return [(p, self.as_int(cls, name, line_no, expected)) for line_no, (_, cls, _, p) in rows]

@@ -29,6 +29,11 @@ class RandomRegionDrop(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         regions = results['regions']
+        if len(regions) == 0:
+            raise ValueError(
+                f'RandomRegionDrop: image {results.get("img_idx", "?")} has no regions; every '
+                'image needs at least one region feature.'
+            )
         keep = np.random.rand(len(regions)) >= self.drop_prob
         if not keep.any():
             keep[np.random.randint(len(regions))] = True

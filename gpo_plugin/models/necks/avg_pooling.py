@@ -27,9 +27,11 @@ class AvgPooling(BaseSetPooling):
 
     def pool_checked(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         max_len = int(lengths.max())
-        valid = length_mask(lengths, max_len).to(features.dtype)
-        weights = valid / lengths.unsqueeze(1).to(features.dtype)
-        pooled = (features[:, :max_len] * weights.unsqueeze(-1)).sum(dim=1)
+        valid = length_mask(lengths, max_len)
+        weights = valid.to(features.dtype) / lengths.unsqueeze(1).to(features.dtype)
+        # Zero the padding before the sum: NaN/inf there would survive a multiplication by 0.
+        kept = features[:, :max_len].masked_fill(~valid.unsqueeze(-1), 0)
+        pooled = (kept * weights.unsqueeze(-1)).sum(dim=1)
         return pooled, weights.unsqueeze(-1)
 
     def pool_checked_map(self, feature_map: Tensor) -> Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from mmpretrain.models.necks import GeneralizedMeanPooling
 from torch import Tensor
 
@@ -16,12 +18,17 @@ class GeMPooling(BaseSetPooling):
     """GeM pooling, (mean of clamp(x, eps)^p)^(1/p) over the valid set elements.
 
     Wraps mmpretrain's ``GeneralizedMeanPooling``: maps are pooled by it directly, and
-    sets share its exponent ``p`` (learnable when ``p_trainable``).
+    sets share its exponent ``p`` (learnable when ``p_trainable``) and its meaning of
+    ``clamp``, so a map and the set of its grid vectors give the same output.
 
     Args:
-        p: the exponent. Defaults to 3.
-        eps: lower clamp of the features. Defaults to 1e-6.
-        clamp: clamp ``p`` to at least 1. Defaults to True.
+        p: the initial exponent, finite and >= 1 (mmpretrain's condition); a trainable
+            ``p`` may drift below 1 during training, and both input forms follow it.
+            Defaults to 3.
+        eps: lower clamp of the features (> 0). Defaults to 1e-6.
+        clamp: clamp the features to at least ``eps`` before the power (mmpretrain's
+            meaning). Without it, negative features give NaN for fractional ``p``.
+            Defaults to True.
         p_trainable: learn ``p``. Defaults to True.
 
     Shapes:
@@ -37,13 +44,23 @@ class GeMPooling(BaseSetPooling):
         init_cfg: dict | None = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
+        if not (math.isfinite(p) and p >= 1 and math.isfinite(eps) and eps > 0):
+            raise ValueError(
+                f'GeMPooling: need a finite p >= 1 (as mmpretrain) and eps > 0, got p={p}, '
+                f'eps={eps}.'
+            )
         self.gem = GeneralizedMeanPooling(p=p, eps=eps, clamp=clamp, p_trainable=p_trainable)
 
     def pool_checked(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, None]:
         max_len = int(lengths.max())
-        p = self.gem.p.clamp(min=1) if self.gem.clamp else self.gem.p
-        valid = length_mask(lengths, max_len).unsqueeze(-1)
-        powered = features[:, :max_len].clamp(min=self.gem.eps).pow(p) * valid
+        p = self.gem.p
+        padding = ~length_mask(lengths, max_len).unsqueeze(-1)
+        x = features[:, :max_len]
+        if self.gem.clamp:
+            x = x.clamp(min=self.gem.eps)
+        # Padding becomes 1 before the power (1^p is finite for any p) and 0 after it, so
+        # NaN/inf/huge padding never reaches the sum, nor its gradient.
+        powered = x.masked_fill(padding, 1).pow(p).masked_fill(padding, 0)
         mean = powered.sum(dim=1) / lengths.unsqueeze(1).to(features.dtype)
         return mean.pow(1.0 / p), None
 

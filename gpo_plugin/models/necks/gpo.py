@@ -58,6 +58,11 @@ class GPO(BaseSetPooling):
         super().__init__(init_cfg=init_cfg)
         if d_pe % 2:
             raise ValueError(f'GPO: `d_pe` must be even (sin/cos pairs), got {d_pe}.')
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(
+                f'GPO: `temperature` must be a finite number > 0, got {temperature} (the '
+                'softmax divides the scores by it).'
+            )
         if gru_impl not in ('steps', 'packed'):
             raise ValueError(f"GPO: `gru_impl` must be 'steps' or 'packed', got {gru_impl!r}.")
         self.gru_impl = gru_impl

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import operator
 from typing import NamedTuple
 
 import torch
@@ -84,8 +86,18 @@ class GSP(BaseSetPooling):
                 f'GSP: `transport_ratio` (mu) must lie in (0, 1], got '
                 f'{transport_ratio}. Set e.g. neck.transport_ratio=0.3 in the config.'
             )
-        if not gamma > 0:
-            raise ValueError(f'GSP: `gamma` must be > 0, got {gamma}.')
+        if not (math.isfinite(gamma) and gamma > 0):
+            raise ValueError(f'GSP: `gamma` must be a finite number > 0, got {gamma}.')
+        try:
+            if isinstance(num_prototypes, bool):
+                raise TypeError
+            num_prototypes = operator.index(num_prototypes)  # ints, numpy ints
+        except TypeError:
+            raise TypeError(
+                f'GSP: `num_prototypes` must be an int, got {num_prototypes!r}.'
+            ) from None
+        if num_prototypes < 1:
+            raise ValueError(f'GSP: `num_prototypes` must be >= 1, got {num_prototypes}.')
         if kcenter_source not in ('pooled', 'local'):
             raise ValueError(
                 f"GSP: `kcenter_source` must be 'pooled' or 'local', got {kcenter_source!r}."
@@ -173,6 +185,7 @@ class GSP(BaseSetPooling):
         Runs before the prototypes enter this forward's graph, so the in-place copy is safe.
         """
         points = x.mean(dim=1) if self.kcenter_source == 'pooled' else x.flatten(0, 1)
+        self._check_finite(points, 'the embeddings collected for k-center initialisation')
         self._pending.append(unit_ball(points))
         collected = torch.cat(self._pending)
         if collected.shape[0] >= self.num_prototypes:
@@ -187,6 +200,7 @@ class GSP(BaseSetPooling):
                 f'GSP.init_prototypes: embeddings must be (N, {self.out_channels}), '
                 f'got {tuple(embeddings.shape)}.'
             )
+        self._check_finite(embeddings, 'GSP.init_prototypes: embeddings')
         points = unit_ball(embeddings.detach().float())
         centers = points[greedy_k_center(points, self.num_prototypes)]
         if get_world_size() > 1:
@@ -194,6 +208,18 @@ class GSP(BaseSetPooling):
         self.prototypes.copy_(centers.to(self.prototypes.dtype))
         self.prototypes_initialised.fill_(True)
         self._pending = []
+
+    @staticmethod
+    def _check_finite(points: Tensor, what: str) -> None:
+        """Prototypes copied from a NaN embedding stay NaN forever: refuse it up front."""
+        finite = torch.isfinite(points).flatten(1).all(dim=1)
+        if not bool(finite.all()):
+            row = int(torch.argmin(finite.int()))
+            raise ValueError(
+                f'GSP: {what} hold non-finite values (row {row}); the prototypes would be '
+                'NaN for the rest of training. Check the input images/features of the first '
+                'training batches.'
+            )
 
     def extra_repr(self) -> str:
         return f'm={self.num_prototypes}, mu={self.transport_ratio}, gamma={self.gamma}'
