@@ -159,3 +159,35 @@ def test_contrastive_loss_stays_float32_under_bf16_autocast():
         mixed = loss(im.bfloat16(), s.bfloat16())
     assert mixed.dtype == torch.float32
     torch.testing.assert_close(mixed, loss(im.bfloat16().float(), s.bfloat16().float()))
+
+
+@pytest.mark.parametrize('text', ['bigru', 'bert'])
+def test_every_trainable_parameter_gets_a_gradient(text):
+    """DistributedDataParallel fails at the next step on a trainable parameter without a
+    gradient (BERT's pooler head, which the last hidden layer never reaches)."""
+    from gpo_plugin.models.encoders import MINILM
+    from gpo_plugin.registry import MODELS
+
+    txt_enc = (
+        dict(type='BiGRUTextEncoder', vocab_size=50, word_dim=8, embed_dim=8)
+        if text == 'bigru'
+        else dict(type='BertTextEncoder', pretrained=MINILM, embed_dim=8)
+    )
+    model = MODELS.build(
+        dict(
+            type='VSERetriever',
+            img_enc=dict(type='PrecompRegionEncoder', in_channels=6, embed_dim=8),
+            txt_enc=txt_enc,
+        )
+    )
+    inputs = dict(
+        regions=torch.randn(3, 4, 6),
+        region_lengths=torch.tensor([4, 2, 3]),
+        tokens=torch.tensor([[101, 7592, 2088, 102], [101, 2088, 102, 0], [101, 7592, 102, 0]]),
+        token_lengths=torch.tensor([4, 3, 3]),
+    )
+    if text == 'bigru':
+        inputs['tokens'] = inputs['tokens'] % 50
+    model(inputs, mode='loss')['loss'].backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing

@@ -82,8 +82,19 @@ class Conversion:
     def report(self) -> str:
         lines = [
             f'image encoder: {self.image_kind}, text encoder: {self.text_kind}; '
-            f'{len(self.state_dict)} tensors mapped'
+            f'{len(self.state_dict)} tensors mapped',
+            f'  img_enc = {self.model["img_enc"]}',
+            f'  txt_enc = {self.model["txt_enc"]}',
         ]
+        if self.text_kind == 'bigru' and self.vocab_words is None:
+            lines.append(
+                '  note: no --vocab: the model takes the published token ids; the tokenizer '
+                "in DST.py is the base config's and does not match them"
+            )
+        if self.image_kind == 'grid':
+            lines.append(
+                '  note: grid model: give --base-config a raw-image config for its loaders'
+            )
         reasons: dict[str, list[str]] = {}
         for key, why in self.skipped.items():
             reasons.setdefault(why, []).append(key)
