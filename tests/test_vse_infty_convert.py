@@ -217,3 +217,52 @@ def test_grid_keys_map_onto_an_mmpretrain_resnet():
     with torch.no_grad():
         expected = tv.layer4(base(x))
         torch.testing.assert_close(ours(x)[0], expected, rtol=0, atol=1e-5)
+
+
+def test_test_tool_evaluates_a_converted_checkpoint(tmp_path, capsys):
+    """tools/test.py on DST.py + DST gives the retrieval metrics of the published encoders'
+    own embeddings, evaluated by the reference (argsort) protocol."""
+    import numpy as np
+
+    from gpo_plugin.apis import cli, make_demo_data
+    from gpo_plugin.utils.vocab import build_vocab
+
+    from references.retrieval import reference_evaluation
+
+    root = tmp_path / 'precomp'
+    make_demo_data(
+        root, seed=1, feat_dim=128, sizes={'train': 20, 'dev': 10, 'test': 10, 'testall': 20}
+    )
+    captions = (root / 'testall_caps.txt').read_text().splitlines()
+    words = ['<pad>', '<start>', '<end>', '<unk>', *build_vocab(captions, threshold=2)[5:]]
+    word2idx = {w: i for i, w in enumerate(words)}
+    vocab = tmp_path / 'vocab.json'
+    vocab.write_text(json.dumps(dict(word2idx=word2idx)))
+    img = randomize_(PublishedPrecompImageEncoder(128, EMBED), seed=6).eval()
+    txt = randomize_(PublishedBiGRUTextEncoder(len(words) + 1, 8, EMBED), seed=7).eval()
+    src, dst = tmp_path / 'model_best.pth', tmp_path / 'converted.pth'
+    save_published_checkpoint(str(src), img, txt, data_name='coco_precomp')
+    convert_main([str(src), str(dst), '--vocab', str(vocab)])
+
+    options = [
+        'test_evaluator.fold_size=10',
+        'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False',
+    ]
+    metrics = cli.test(
+        [f'{dst}.py', str(dst), '--data-root', str(root), '--work-dir', str(tmp_path / 'w'),
+         '--cfg-options', *options]
+    )  # fmt: skip
+    assert 'rSum' in capsys.readouterr().out
+
+    regions = torch.from_numpy(np.load(root / 'testall_ims.npy')).float()
+    ids, lengths = padded([published_ids(c, word2idx) for c in captions])
+    with torch.no_grad():
+        img_emb = img(regions, torch.full((len(regions),), regions.shape[1]))
+        txt_emb = txt(ids, lengths)
+    expected = reference_evaluation(
+        img_emb.numpy(), txt_emb.numpy(), np.arange(len(captions)) // 5, fold_size=10
+    )
+    assert expected['rsum'] < 600  # random weights: not a trivial all-perfect table
+    for key in ('rsum', 'i2t_R@1', 't2i_R@5', 'fold10_rsum', 't2i_meanr'):
+        assert metrics[f'retrieval/{key}'] == pytest.approx(expected[key]), key

@@ -358,9 +358,13 @@ def write_config(
         tokenizer = dict(type='VocabTokenizer', vocab_file=vocab_file)
     else:
         tokenizer = None  # ids only: no vocabulary was given
+    in_channels = conversion.model['img_enc']['in_channels']
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        if tokenizer is not None and loader in cfg:
-            cfg[loader].dataset.tokenizer = tokenizer
+        dataset = cfg[loader].dataset if loader in cfg else {}
+        if tokenizer is not None and 'tokenizer' in dataset:
+            dataset.tokenizer = tokenizer
+        if 'feat_dim' in dataset:  # precomputed features: the size the model takes
+            dataset.feat_dim = in_channels
     cfg.dump(str(path))
     return cfg
 
