@@ -119,7 +119,8 @@ def init_cpu_distributed(cfg: Config) -> None:
         broadcast_buffers=False,
         find_unused_parameters=cfg.get('find_unused_parameters', False),
     )
-    wrapper['device_ids'] = None
+    if 'DistributedDataParallel' in str(wrapper.get('type', 'MMDistributedDataParallel')):
+        wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
 
 
