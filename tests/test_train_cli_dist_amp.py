@@ -48,7 +48,8 @@ def options(root, vocab):
     return ['--data-root', str(root), '--cfg-options', *opts]
 
 
-def test_amp_on_cpu_trains_in_bfloat16_with_finite_losses(tiny_data, tmp_path):
+def test_amp_on_cpu_trains_in_bfloat16_with_finite_losses(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)  # the CPU path, also on GPUs
     root, vocab = tiny_data
     runner = cli.train([CONFIG, '--amp', '--work-dir', str(tmp_path), *options(root, vocab)])
     assert isinstance(runner.optim_wrapper, CPUBf16AmpOptimWrapper)
@@ -71,7 +72,8 @@ def test_amp_on_cpu_trains_in_bfloat16_with_finite_losses(tiny_data, tmp_path):
         assert img.dtype == txt.dtype == torch.float32
 
 
-def test_amp_dtype_float16_on_cpu_is_refused():
+def test_amp_dtype_float16_on_cpu_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper')))
     with pytest.raises(SystemExit, match='CPU autocast supports bfloat16 only'):
         cli.set_amp(cfg, 'float16')
@@ -79,14 +81,12 @@ def test_amp_dtype_float16_on_cpu_is_refused():
     assert cfg.optim_wrapper.type == 'gpo_plugin.CPUBf16AmpOptimWrapper'
 
 
-def test_launcher_pytorch_without_torchrun_says_how():
+def test_launcher_pytorch_without_torchrun_says_how(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.delenv('WORLD_SIZE', raising=False)
     args = cli.train_parser().parse_args([CONFIG, '--launcher', 'pytorch'])
-    env = {k: os.environ.pop(k) for k in ('WORLD_SIZE',) if k in os.environ}
-    try:
-        with pytest.raises(SystemExit, match='torchrun'):
-            cli.load_config(args)
-    finally:
-        os.environ.update(env)
+    with pytest.raises(SystemExit, match='torchrun'):
+        cli.load_config(args)
 
 
 @pytest.mark.slow
