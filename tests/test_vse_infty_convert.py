@@ -219,6 +219,7 @@ def test_grid_keys_map_onto_an_mmpretrain_resnet():
         torch.testing.assert_close(ours(x)[0], expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow  # mmengine formats the config with yapf three times (about 10 s on 2 cores)
 def test_test_tool_evaluates_a_converted_checkpoint(tmp_path, capsys):
     """tools/test.py on DST.py + DST gives the retrieval metrics of the published encoders'
     own embeddings, evaluated by the reference (argsort) protocol."""
