@@ -58,9 +58,10 @@ UNUSED_KEYS: dict[str, list[tuple[str, str]]] = {
     'bigru': [],
     'bert': [
         (
-            'bert.embeddings.position_ids',
-            'a constant buffer older transformers saved; current ones rebuild it',
+            f'bert.embeddings.{name}',
+            'a constant buffer some transformers versions saved; current ones rebuild it',
         )
+        for name in ('position_ids', 'token_type_ids')
     ],
 }
 
