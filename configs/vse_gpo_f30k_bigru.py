@@ -13,3 +13,5 @@ model = dict(txt_enc=dict(vocab_file=vocab_file))
 train_dataloader = dict(dataset=dict(tokenizer=tokenizer))
 val_dataloader = dict(dataset=dict(tokenizer=tokenizer))
 test_dataloader = dict(dataset=dict(tokenizer=tokenizer))
+# The published BiGRU branch trains precomputed features with AdamW's default weight decay.
+optim_wrapper = dict(optimizer=dict(weight_decay=0.01))

@@ -1,9 +1,11 @@
 """Train any gpo_plugin (or mmpretrain) config with mmengine's Runner.
 
 Usage:
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp [--amp-dtype T]]
         [--auto-scale-lr] [--data-root DIR] [--cfg-options k=v ...] [--launcher pytorch]
-Multi-GPU: torchrun --nproc_per_node=N tools/train.py CONFIG --launcher pytorch
+Multi-process (GPUs, or CPU processes with gloo when no GPU is visible):
+    bash tools/dist_train.sh CONFIG N  (= torchrun --nproc_per_node N tools/train.py CONFIG --launcher pytorch)
+--amp: float16 (or --amp-dtype bfloat16) with loss scaling on a GPU, bfloat16 autocast on the CPU.
 """
 
 from gpo_plugin.apis.cli import train as main

@@ -2,14 +2,17 @@
 
 Both take the usual mmpretrain/mmengine flags: a config, ``--work-dir``, ``--cfg-options``,
 ``--launcher``, plus ``--data-root`` (sets ``data_root`` of every loader's dataset in one go);
-``train`` adds ``--resume [CKPT]``, ``--amp`` and ``--auto-scale-lr``, ``test`` a checkpoint,
-``--out`` and ``--non-strict``. Both refuse to run with ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` set;
-``--resume`` skips broken checkpoints, ``test`` refuses a checkpoint of another model.
+``train`` adds ``--resume [CKPT]``, ``--amp [--amp-dtype]`` and ``--auto-scale-lr``, ``test`` a
+checkpoint, ``--out`` and ``--non-strict``. Both refuse to run with
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` set; ``--resume`` skips broken checkpoints, ``test`` refuses a
+checkpoint of another model. ``--launcher pytorch`` (under ``torchrun``) also works without a GPU:
+the process group then uses gloo (:func:`init_cpu_distributed`).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import os.path as osp
@@ -60,7 +63,20 @@ def train_parser() -> argparse.ArgumentParser:
         const='auto',
         help='resume from CKPT, or from the latest checkpoint of the work dir',
     )
-    parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help="mixed precision: on a GPU mmengine's AmpOptimWrapper (float16 with dynamic loss "
+        'scaling, or --amp-dtype bfloat16); without a GPU bfloat16 autocast on the CPU, no '
+        'loss scaling (gpo_plugin.CPUBf16AmpOptimWrapper)',
+    )
+    parser.add_argument(
+        '--amp-dtype',
+        choices=['float16', 'bfloat16'],
+        default=None,
+        help='autocast type with --amp (default: float16 on a GPU, bfloat16 on the CPU, '
+        'which supports only bfloat16)',
+    )
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
@@ -90,6 +106,38 @@ def set_data_root(cfg: Config, data_root: str) -> None:
             dataset['data_root'] = data_root
 
 
+def init_cpu_distributed(cfg: Config) -> None:
+    """``--launcher pytorch`` without a GPU: start the gloo process group here.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` first, which fails on a machine
+    without CUDA; with the group already initialised, the Runner skips it. DDP then wraps the
+    model without ``device_ids`` (a CPU module takes none). torchrun sets RANK, WORLD_SIZE,
+    MASTER_ADDR and MASTER_PORT, which ``init_method='env://'`` reads.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available() or dist.is_initialized():
+        return
+    if 'WORLD_SIZE' not in os.environ:
+        raise SystemExit(
+            '--launcher pytorch: start the processes with torchrun (or tools/dist_train.sh), '
+            'e.g. torchrun --nproc_per_node 2 tools/train.py CONFIG --launcher pytorch'
+        )
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    timeout = cfg.env_cfg.dist_cfg.get('timeout')
+    kwargs = {'timeout': datetime.timedelta(seconds=timeout)} if timeout else {}
+    dist.init_process_group('gloo', init_method='env://', **kwargs)
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False),
+    )
+    if 'DistributedDataParallel' in str(wrapper.get('type', 'MMDistributedDataParallel')):
+        wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
 def load_config(args: argparse.Namespace) -> Config:
     """The config with the shared options applied: launcher, --cfg-options, --data-root and
     the work dir (default ``work_dirs/<config name>``)."""
@@ -98,6 +146,7 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg.launcher = args.launcher
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    init_cpu_distributed(cfg)
     if args.data_root:
         set_data_root(cfg, args.data_root)
     if args.work_dir:
@@ -110,15 +159,9 @@ def load_config(args: argparse.Namespace) -> Config:
 def apply_train_args(cfg: Config, args: argparse.Namespace) -> Config:
     """--amp, --resume and --auto-scale-lr."""
     if args.amp:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise SystemExit(
-                "--amp: mmengine's AmpOptimWrapper needs a GPU; none is visible. "
-                'Drop --amp to train in float32 on the CPU.'
-            )
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        set_amp(cfg, args.amp_dtype)
+    elif args.amp_dtype:
+        raise SystemExit('--amp-dtype needs --amp.')
     if args.resume == 'auto':
         # The newest loadable checkpoint (a broken `last_checkpoint` is skipped with a warning).
         cfg.resume, cfg.load_from = True, resolve_resume(cfg.work_dir)
@@ -133,6 +176,28 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> Config:
             )
         cfg.auto_scale_lr.enable = True
     return cfg
+
+
+def set_amp(cfg: Config, dtype: str | None) -> None:
+    """Mixed precision: mmengine's ``AmpOptimWrapper`` on a GPU (``dtype`` float16 by default,
+    dynamic loss scaling), ``CPUBf16AmpOptimWrapper`` (bfloat16 autocast) without one."""
+    import torch
+
+    if torch.cuda.is_available():
+        if dtype == 'bfloat16' and not torch.cuda.is_bf16_supported():
+            raise SystemExit('--amp-dtype bfloat16: this GPU has no bfloat16; use float16.')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        cfg.optim_wrapper.dtype = dtype or 'float16'
+        return
+    if dtype == 'float16':
+        raise SystemExit(
+            '--amp-dtype float16: no GPU is visible, and CPU autocast supports bfloat16 only; '
+            'drop --amp-dtype (bfloat16 on the CPU) or run on a GPU.'
+        )
+    cfg.optim_wrapper.type = 'gpo_plugin.CPUBf16AmpOptimWrapper'
+    cfg.optim_wrapper.pop('loss_scale', None)
+    cfg.optim_wrapper.dtype = 'bfloat16'
 
 
 def train(argv: Sequence[str] | None = None) -> Runner:

@@ -3,7 +3,8 @@
 _base_ = ['./vse_precomp.py']
 
 data_root = 'data/f30k/precomp'
-train_dataloader = dict(dataset=dict(data_root=data_root))
+# The published loader drops the last incomplete batch of each epoch.
+train_dataloader = dict(drop_last=True, dataset=dict(data_root=data_root))
 val_dataloader = dict(persistent_workers=True, dataset=dict(data_root=data_root))
 # Flickr30K 1K test: 1000 images, 5000 captions.
 test_dataloader = dict(persistent_workers=True, dataset=dict(data_root=data_root))

@@ -53,6 +53,11 @@ class BertTextEncoder(BaseModule):
             '`tokenizer.path` to a local directory with config.json and the weights (e.g. a '
             'saved bert-base-uncased).',
         )
+        # The pooler head ([CLS] -> dense -> tanh) never reaches the output (only the last
+        # hidden layer does), so it would get no gradient, which DistributedDataParallel
+        # rejects; frozen, it keeps its (checkpoint) weights and DDP skips it.
+        if getattr(self.bert, 'pooler', None) is not None:
+            self.bert.pooler.requires_grad_(False)
         self.linear = nn.Linear(self.bert.config.hidden_size, embed_dim)
         self.gpool = MODELS.build(pooling or dict(type='GPO'))
 

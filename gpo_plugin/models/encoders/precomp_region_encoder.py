@@ -80,7 +80,8 @@ class PrecompRegionEncoder(BaseModule):
         out = self.fc(flat)
         if self.mlp is not None:
             out = out + self.mlp(flat)
-        features = regions.new_zeros(*regions.shape[:2], out.shape[-1])
+        # out's dtype, not the regions': under autocast (--amp) the layers return float16/bf16.
+        features = out.new_zeros(*regions.shape[:2], out.shape[-1])
         features[valid] = out
         return features
 

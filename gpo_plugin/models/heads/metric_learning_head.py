@@ -12,6 +12,7 @@ from mmpretrain.structures import DataSample
 from torch import Tensor, nn
 
 from gpo_plugin.registry import MODELS, build_pml
+from gpo_plugin.utils.dist import world_size
 
 
 @MODELS.register_module()
@@ -23,6 +24,17 @@ class MetricLearningHead(BaseModule):
     ``CrossBatchMemory`` (the miner then mines against the memory). With ``zero_shot_loss`` the
     model must pass GSP's attribute vectors to :meth:`loss`; the total is then
     ``metric_loss_weight * L_metric + L_zsr`` (the zero-shot loss carries its own weight, 0.1).
+
+    In a multi-process run the PML loss and miner go through PML's ``DistributedLossWrapper``
+    and ``DistributedMinerWrapper``: each rank gathers the embeddings and labels of all ranks
+    (its own with gradient, the others' without) and computes the loss over the global batch,
+    times the world size, so that DDP's gradient average gives the single-process gradient
+    (the logged ``loss_metric`` is therefore world size x the global-batch loss). With
+    cross-batch memory, every rank enqueues the whole global batch, so all ranks hold the
+    same memory (rows in another order) and ``memory_size`` counts samples of the global
+    batch. PML's scaling also multiplies the gradient of a loss's own parameters (proxies of
+    ProxyAnchor, ArcFace weights, ...) by the world size; Adam-type optimisers are invariant
+    to that, SGD sees a world-size times larger LR on them.
 
     Args:
         loss: PML loss config, e.g. ``dict(type='ContrastiveLoss', pos_margin=0, neg_margin=0.5)``.
@@ -85,6 +97,9 @@ class MetricLearningHead(BaseModule):
             metric_loss_weight = 0.9 if self.zero_shot_loss is not None else 1.0
         self.metric_loss_weight = metric_loss_weight
         self.normalize = normalize
+        # PML's distributed wrappers, built on first use in a multi-process run; a tuple so
+        # they are not registered as sub-modules (the state dict stays the same).
+        self._distributed: tuple | None = None
 
     @property
     def needs_attributes(self) -> bool:
@@ -107,11 +122,12 @@ class MetricLearningHead(BaseModule):
     ) -> dict[str, Tensor]:
         embeddings = self(feats)
         labels = torch.cat([s.gt_label.reshape(-1) for s in data_samples]).to(embeddings.device)
+        metric_loss, miner = self.loss_and_miner()
         if self.uses_memory:
-            metric = self.metric_loss(embeddings, labels)
+            metric = metric_loss(embeddings, labels)
         else:
-            indices = self.miner(embeddings, labels) if self.miner is not None else None
-            metric = self.metric_loss(embeddings, labels, indices)
+            indices = miner(embeddings, labels) if miner is not None else None
+            metric = metric_loss(embeddings, labels, indices)
         losses = {'loss_metric': self.metric_loss_weight * metric}
         if self.zero_shot_loss is not None:
             if attributes is None:
@@ -123,6 +139,20 @@ class MetricLearningHead(BaseModule):
             attr = attributes[-1] if isinstance(attributes, tuple | list) else attributes
             losses['loss_zsr'] = self.zero_shot_loss(attr, labels)
         return losses
+
+    def loss_and_miner(self) -> tuple:
+        """The PML loss and miner, through PML's distributed wrappers when world size > 1."""
+        if world_size() == 1:
+            return self.metric_loss, self.miner
+        if self._distributed is None:
+            from pytorch_metric_learning.utils.distributed import (
+                DistributedLossWrapper,
+                DistributedMinerWrapper,
+            )
+
+            miner = DistributedMinerWrapper(self.miner) if self.miner is not None else None
+            self._distributed = (DistributedLossWrapper(self.metric_loss), miner)
+        return self._distributed
 
     def predict(
         self, feats: Sequence[Tensor], data_samples: list[DataSample | None] | None = None
