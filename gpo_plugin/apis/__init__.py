@@ -1,3 +1,4 @@
 """High-level entry points: what the tools run (train/test), and the bundled demo data."""
 
 from .demo_data import ensure_vse_demo_data, make_demo_data  # noqa: F401
+from .grid_demo_data import ensure_grid_demo_data, make_grid_demo_data  # noqa: F401
