@@ -3,8 +3,6 @@
 _base_ = [
     './_base_/models/vse_grid_bert.py',
     './_base_/datasets/vse_raw_images.py',
-    './_base_/schedules/vse_25e.py',
-    './_base_/vse_runtime.py',
     './_base_/vse_grid_runtime.py',
 ]
 # Published layout: data/coco/{split}_caps.txt, {split}_ids.txt, id_mapping.json and the

@@ -1,6 +1,8 @@
 # Runtime and schedule additions of the grid-feature recipe (VSE∞): backbone at 0.01x LR and
 # BERT at 0.1x (weight decay 1e-4 from vse_25e.py), backbone frozen in epoch 0 and the loss
 # ramped 0 -> 1 through epoch 1, hardest negatives from epoch 1 on.
+_base_ = ['./schedules/vse_25e.py', './vse_runtime.py']
+
 optim_wrapper = dict(
     paramwise_cfg=dict(
         custom_keys={

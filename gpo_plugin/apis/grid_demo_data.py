@@ -3,8 +3,8 @@ Karpathy JSON layout (docs/vse.md#raw-images-and-grid-features), so the real rea
 (``RawImageCaptionDataset``) serves it.
 
 Each photo of ``skimage/data`` gets five captions written for what it shows. Training
-images are fixed crops of each photo (side ratio 0.55-0.8 at spread-out places, saved as
-extra files); the test images are the whole photos, which no training image shows
+images are fixed crops of each photo (side ratio 0.55-0.8, the top-left and top-right ones, saved
+as extra files; the training pipeline crops them again at random); the test images are the whole photos, which no training image shows
 completely. So the demo measures how well a model aligns real pixels with real captions of
 the same scenes, not generalisation to unseen scenes (there are only 23 of them).
 Same seed, same files.
@@ -212,7 +212,7 @@ def _read_rgb(path: Path) -> np.ndarray:
     return np.ascontiguousarray(image).round().astype(np.uint8)
 
 
-def make_grid_demo_data(root: str | Path, seed: int = 0, crops_per_photo: int = 6) -> Path:
+def make_grid_demo_data(root: str | Path, seed: int = 0, crops_per_photo: int = 2) -> Path:
     """Write ``images/`` and ``dataset_demo.json`` (Karpathy format) under ``root``."""
     from skimage import io
 

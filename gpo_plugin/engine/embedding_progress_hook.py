@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from mmengine.hooks import Hook
 from mmengine.utils import ProgressBar
 
@@ -23,7 +25,8 @@ class EmbeddingProgressHook(Hook):
 
     def _start(self, runner, loader) -> None:
         if runner.rank == 0:
-            self._bar = ProgressBar(len(loader.dataset))
+            # sys.stdout looked up now (not at import), so redirections apply.
+            self._bar = ProgressBar(len(loader.dataset), file=sys.stdout)
 
     def _step(self, data_batch) -> None:
         if self._bar is None:

@@ -51,7 +51,15 @@ class VSEHead(BaseModule):
         return nn.Linear(in_channels, embed_dim)
 
     def forward(self, img: Tensor, txt: Tensor) -> tuple[Tensor, Tensor]:
-        return (F.normalize(self.img_proj(img), dim=-1), F.normalize(self.txt_proj(txt), dim=-1))
+        return self.embed_image(img), self.embed_text(txt)
+
+    def embed_image(self, img: Tensor) -> Tensor:
+        """Pooled image features (B, C_i) -> unit vectors (B, E) (one branch alone)."""
+        return F.normalize(self.img_proj(img), dim=-1)
+
+    def embed_text(self, txt: Tensor) -> Tensor:
+        """Pooled caption features (B, C_t) -> unit vectors (B, E) (one branch alone)."""
+        return F.normalize(self.txt_proj(txt), dim=-1)
 
     def loss(self, img_emb: Tensor, txt_emb: Tensor) -> dict[str, Tensor]:
         return dict(loss=self.loss_module(img_emb, txt_emb))
