@@ -25,10 +25,13 @@ model = dict(
     ),
     img_enc=dict(
         type='BackboneGridEncoder',
-        backbone=dict(type='EfficientNetLite', arch='efficientnet-lite0', pretrained=efficientnet_lite0),
+        backbone=dict(
+            type='EfficientNetLite', arch='efficientnet-lite0', pretrained=efficientnet_lite0
+        ),
         in_channels=1280,
         embed_dim=embed_dim,
         pooling=dict(type='GPO'),
+        frozen_bn=True,
     ),
     txt_enc=dict(
         type='BertTextEncoder', pretrained=minilm, embed_dim=embed_dim, pooling=dict(type='GPO')

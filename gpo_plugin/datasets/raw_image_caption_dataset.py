@@ -131,7 +131,9 @@ class RawImageCaptionDataset(BaseDataset):
         wanted = KARPATHY_SPLITS[self.split]
         k = self.expected_k
         if k is None:
-            raise ValueError('RawImageCaptionDataset: set `captions_per_image` for a Karpathy JSON.')
+            raise ValueError(
+                'RawImageCaptionDataset: set `captions_per_image` for a Karpathy JSON.'
+            )
         paths, captions = [], []
         for n, image in enumerate(images):
             missing = {'filename', 'split', 'sentences'} - set(image)

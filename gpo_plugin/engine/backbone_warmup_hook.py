@@ -8,7 +8,9 @@ from mmengine.model import is_model_wrapper
 from gpo_plugin.registry import HOOKS
 
 
-def warmup_loss_scale(epoch: int, batch_idx: int, iters_per_epoch: int, freeze: int, ramp: int) -> float:
+def warmup_loss_scale(
+    epoch: int, batch_idx: int, iters_per_epoch: int, freeze: int, ramp: int
+) -> float:
     """Loss multiplier: 1 while frozen, ``(i + 1) / (ramp · L)`` through the ramp epochs
     (i = iterations since the backbone was unfrozen, L = iterations per epoch), then 1."""
     if epoch < freeze or epoch >= freeze + ramp or ramp == 0:
@@ -49,7 +51,9 @@ class BackboneWarmupHook(Hook):
 
     def before_train_epoch(self, runner) -> None:
         model = self._model(runner)
-        encoders = [m for m in model.modules() if callable(getattr(m, 'set_backbone_trainable', None))]
+        encoders = [
+            m for m in model.modules() if callable(getattr(m, 'set_backbone_trainable', None))
+        ]
         if not encoders:
             raise RuntimeError(
                 'BackboneWarmupHook: the model has no encoder with `set_backbone_trainable` '
@@ -58,10 +62,16 @@ class BackboneWarmupHook(Hook):
         trainable = runner.epoch >= self.freeze_epochs
         for encoder in encoders:
             encoder.set_backbone_trainable(trainable)
-        runner.logger.info(f'BackboneWarmupHook: epoch {runner.epoch}: backbone trainable={trainable}')
+        runner.logger.info(
+            f'BackboneWarmupHook: epoch {runner.epoch}: backbone trainable={trainable}'
+        )
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         model = self._model(runner)
         model.loss_scale = warmup_loss_scale(
-            runner.epoch, batch_idx, len(runner.train_dataloader), self.freeze_epochs, self.ramp_epochs
+            runner.epoch,
+            batch_idx,
+            len(runner.train_dataloader),
+            self.freeze_epochs,
+            self.ramp_epochs,
         )

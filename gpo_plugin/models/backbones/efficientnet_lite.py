@@ -47,7 +47,7 @@ class EfficientNetLite(BaseModule):
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError:
             raise ImportError(
-                "EfficientNetLite needs the efficientnet-lite-pytorch package: pip install "
+                'EfficientNetLite needs the efficientnet-lite-pytorch package: pip install '
                 "'gpo-plugin[vision]'."
             ) from None
         net = EfficientNet.from_name(arch)

@@ -35,8 +35,7 @@ def canonical_vse_inputs(inputs: dict) -> dict:
     out = {LEGACY_KEYS.get(key, key): value for key, value in inputs.items()}
     if len(out) != len(inputs):
         raise ValueError(
-            f'VSE inputs mix old and new key names ({sorted(inputs)}); use only '
-            f'{VSE_INPUT_KEYS}.'
+            f'VSE inputs mix old and new key names ({sorted(inputs)}); use only {VSE_INPUT_KEYS}.'
         )
     return out
 
