@@ -68,21 +68,26 @@ train_dataloader = dict(
     persistent_workers=False,
     dataset=dict(_delete_=True, split='train', pipeline=train_pipeline, **dataset),
 )
-# The 23 whole photos (115 captions); validation only at the end.
-val_dataloader = dict(
+# Test on the 23 whole photos (115 captions) after training; no separate validation (it
+# would embed the same photos again).
+test_dataloader = dict(
     batch_size=64,
     num_workers=0,
     dataset=dict(_delete_=True, split='test', pipeline=test_pipeline, test_mode=True, **dataset),
 )
-test_dataloader = val_dataloader
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
 
 # Short recipe: backbone frozen in epoch 0, loss ramp through epoch 1, then one more epoch;
 # 4x the LR of the paper for 7-iteration epochs (backbone at 0.01x, MiniLM at 0.1x).
 max_epochs = 3
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[2], gamma=0.1)]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=max_epochs))
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs)
+default_hooks = dict(
+    logger=dict(interval=1), checkpoint=dict(interval=max_epochs, save_best=None, max_keep_ckpts=1)
+)
 custom_hooks = [
     dict(type='HardestNegativeHook', warmup_epochs=1),
     dict(type='BackboneWarmupHook', freeze_epochs=1, ramp_epochs=1),

