@@ -5,9 +5,11 @@ Karpathy JSON layout (docs/vse.md#raw-images-and-grid-features), so the real rea
 Each photo of ``skimage/data`` gets five captions written for what it shows. Training
 images are two fixed crops of each photo (side ratio 0.55-0.8, top-left and top-right,
 saved as extra files; the training pipeline crops them again at random); the test images
-are the whole photos, which no training image shows completely. So the demo measures how
-well a model aligns real pixels with real captions of the same scenes, not generalisation
-to unseen scenes (there are only 23 of them). Same seed, same files.
+are the whole photos, which no training image shows completely, and a harder ``val``
+split (``dev``) holds a small bottom-centre part of each photo (side ratio 0.45), most of
+which no training crop covers. So the demo measures how well a model aligns real pixels
+with real captions of the same scenes, not generalisation to unseen scenes (there are only
+23 of them). Same seed, same files.
 """
 
 from __future__ import annotations
@@ -220,6 +222,8 @@ def make_grid_demo_data(root: str | Path, seed: int = 0, crops_per_photo: int = 
     rng = np.random.default_rng(seed)
     source = _skimage_data_dir()
     entries = []
+    for sub in ('train', 'test', 'val'):
+        (root / 'images' / sub).mkdir(parents=True, exist_ok=True)
     for name, captions in PHOTOS.items():
         stem = Path(name).stem
         image = _read_rgb(source / name)
@@ -229,6 +233,13 @@ def make_grid_demo_data(root: str | Path, seed: int = 0, crops_per_photo: int = 
             dict(filepath='test', filename=f'{stem}.png', split='test', sentences=sentences)
         )
         h, w = image.shape[:2]
+        # The harder view: a bottom-centre part (no draw from rng: the crops stay the same).
+        ph, pw = int(h * 0.45), int(w * 0.45)
+        part = image[h - ph :, (w - pw) // 2 : (w - pw) // 2 + pw]
+        io.imsave(root / 'images' / 'val' / f'{stem}.png', part, check_contrast=False)
+        entries.append(
+            dict(filepath='val', filename=f'{stem}.png', split='val', sentences=sentences)
+        )
         for i in range(crops_per_photo):
             ratio = rng.uniform(0.55, 0.8)
             ch, cw = int(h * ratio), int(w * ratio)
@@ -250,7 +261,5 @@ def ensure_grid_demo_data(root: str | Path = 'data/demo/grid') -> Path:
     root = Path(root)
     ann = root / 'dataset_demo.json'
     if not ann.is_file():
-        for sub in ('train', 'test'):
-            (root / 'images' / sub).mkdir(parents=True, exist_ok=True)
         make_grid_demo_data(root)
     return ann
