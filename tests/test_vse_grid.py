@@ -237,10 +237,14 @@ def test_grid_configs_carry_the_recipe(name):
 
     cfg = Config.fromfile(str(Path(__file__).resolve().parents[1] / 'configs' / f'{name}.py'))
     keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
-    assert keys['img_enc.backbone'] == dict(lr_mult=0.01) and keys['txt_enc.bert'] == dict(lr_mult=0.1)
+    assert keys['img_enc.backbone'] == dict(lr_mult=0.01) and keys['txt_enc.bert'] == dict(
+        lr_mult=0.1
+    )
     assert cfg.optim_wrapper.optimizer.weight_decay == 1e-4
     hooks = {h['type']: h for h in cfg.custom_hooks}
-    assert hooks['BackboneWarmupHook'] == dict(type='BackboneWarmupHook', freeze_epochs=1, ramp_epochs=1)
+    assert hooks['BackboneWarmupHook'] == dict(
+        type='BackboneWarmupHook', freeze_epochs=1, ramp_epochs=1
+    )
     assert cfg.model.img_enc.type == 'BackboneGridEncoder' and cfg.model.img_enc.frozen_bn
     assert cfg.model.data_preprocessor.to_rgb
     train = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
