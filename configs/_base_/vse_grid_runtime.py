@@ -17,3 +17,6 @@ custom_hooks = [
     dict(type='PoolingWeightsHook', set_sizes=(64, 128, 192, 256)),
     dict(type='EmbeddingProgressHook'),
 ]
+# Distributed runs: the backbone gets no gradients while frozen (epoch 0), which DDP accepts
+# only when it looks for unused parameters.
+model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=True)
