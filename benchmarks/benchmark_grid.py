@@ -3,13 +3,15 @@
 One training step of ``BackboneGridEncoder`` (backbone -> grid -> Linear -> GPO), i.e.
 forward, a loss on the pooled features, backward and an AdamW step, on random images,
 with the backbone trainable and its BatchNorm frozen (the recipe from epoch 1 on), and the
-grid drop on. The text branch is not included. One warm-up step, then ``--iters`` timed
-steps per setting; the table gives the median and the spread (min-max) of the step time,
+grid drop on. The text branch is not included. A setting ``backbone:px[:cp]`` runs with
+activation checkpointing when it ends in ``:cp`` (at 512 px, batch 32 needs it on a 23 GB
+machine: EfficientNet-Lite0 without it was killed for memory). One warm-up step, then
+``--iters`` timed steps per setting; the table gives the median and the spread (min-max) of the step time,
 images/s from the median, and the ratio of images/s to the first row (same process).
 
 Usage:
     python benchmarks/benchmark_grid.py [--device cpu] [--batch-size 32]
-        [--settings efficientnet_lite0:224 efficientnet_lite0:512 resnet50:224 resnet50:512]
+        [--settings efficientnet_lite0:224 efficientnet_lite0:512:cp resnet50:224 resnet50:512:cp]
         [--iters 5] [--threads 1]
 """
 
@@ -37,10 +39,14 @@ BACKBONES = {
 }
 
 
-def time_setting(name: str, size: int, batch: int, iters: int, device: torch.device) -> list[float]:
+def time_setting(
+    name: str, size: int, batch: int, iters: int, device: torch.device, with_cp: bool
+) -> list[float]:
     backbone, channels = BACKBONES[name]
     torch.manual_seed(0)
-    enc = BackboneGridEncoder(backbone=backbone, in_channels=channels, embed_dim=1024).to(device)
+    enc = BackboneGridEncoder(
+        backbone=backbone, in_channels=channels, embed_dim=1024, with_cp=with_cp
+    ).to(device)
     enc.train()
     optim = torch.optim.AdamW(enc.parameters(), lr=1e-4)
     images = torch.randn(batch, 3, size, size, device=device)
@@ -89,17 +95,20 @@ def main() -> None:
         f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, device {device}, '
         f'{args.threads} threads, torch {torch.__version__}, load average {load:.1f} at start'
     )
-    print('| backbone | px | batch | step s (median) | spread (min-max) | images/s | ratio |')
-    print('|---|---|---|---|---|---|---|')
+    print(
+        '| backbone | px | checkpointing | batch | step s (median) | spread (min-max) | images/s | ratio |'
+    )
+    print('|---|---|---|---|---|---|---|---|')
     base = None
     for setting in args.settings:
-        name, size = setting.split(':')
-        times = time_setting(name, int(size), args.batch_size, args.iters, device)
+        name, size, *flags = setting.split(':')
+        with_cp = flags == ['cp']
+        times = time_setting(name, int(size), args.batch_size, args.iters, device, with_cp)
         median = statistics.median(times)
         rate = args.batch_size / median
         base = base or rate
         print(
-            f'| {name} | {size} | {args.batch_size} | {median:.2f} | {min(times):.2f}-{max(times):.2f} '
+            f'| {name} | {size} | {"yes" if with_cp else "no"} | {args.batch_size} | {median:.2f} | {min(times):.2f}-{max(times):.2f} '
             f'| {rate:.2f} | {rate / base:.2f} |',
             flush=True,
         )

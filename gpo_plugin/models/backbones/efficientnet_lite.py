@@ -7,6 +7,7 @@ import os
 import torch
 from mmengine.model import BaseModule
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from gpo_plugin.registry import MODELS
 from gpo_plugin.utils.pretrained import resolve_pretrained
@@ -31,6 +32,11 @@ class EfficientNetLite(BaseModule):
         pretrained: weights file (a state dict of the ``efficientnet-lite-pytorch`` port),
             ``'pkg://PACKAGE/file'`` (:data:`EFFICIENTNET_LITE0_WEIGHTS`), or None for a
             random initialisation. Loaded with ``torch.load(weights_only=True)``.
+        drop_connect_rate: stochastic depth of the MBConv blocks in training. Defaults to
+            0 (off): the port draws it from the global torch RNG, which a resumed run cannot
+            repeat, and the VSE∞ recipe has none.
+        with_cp: activation checkpointing per MBConv block in training (memory for
+            compute; ``BackboneGridEncoder(with_cp=True)`` switches it on).
 
     Shapes:
         (B, 3, H, W) normalised RGB -> ((B, 1280, H/32, W/32),).
@@ -40,6 +46,8 @@ class EfficientNetLite(BaseModule):
         self,
         arch: str = 'efficientnet-lite0',
         pretrained: str | os.PathLike | None = EFFICIENTNET_LITE0_WEIGHTS,
+        drop_connect_rate: float = 0.0,
+        with_cp: bool = False,
         init_cfg: dict | None = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -50,7 +58,8 @@ class EfficientNetLite(BaseModule):
                 'EfficientNetLite needs the efficientnet-lite-pytorch package: pip install '
                 "'gpo-plugin[vision]'."
             ) from None
-        net = EfficientNet.from_name(arch)
+        net = EfficientNet.from_name(arch, drop_connect_rate=drop_connect_rate)
+        self.with_cp = with_cp
         if pretrained is not None:
             path = resolve_pretrained(pretrained)
             if not os.path.isfile(path):
@@ -80,4 +89,15 @@ class EfficientNetLite(BaseModule):
         self._is_init = True
 
     def forward(self, x: Tensor) -> tuple[Tensor]:
-        return (self.net.extract_features(x),)
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        rate = net._global_params.drop_connect_rate or 0.0
+        use_cp = self.with_cp and self.training and torch.is_grad_enabled()
+        for idx, block in enumerate(net._blocks):
+            # The port's own schedule: the rate grows linearly with the block index.
+            block_rate = rate * idx / len(net._blocks) if rate else None
+            if use_cp:
+                x = checkpoint(block, x, block_rate, use_reentrant=False)
+            else:
+                x = block(x, drop_connect_rate=block_rate)
+        return (net._swish(net._bn1(net._conv_head(x))),)

@@ -63,7 +63,9 @@ class BackboneGridEncoder(BaseModule):
     - grid size augmentation: in training, with ``drop_rate``/``drop_seed`` (B,) from
       ``GridDropParams`` in the pipeline, each grid vector is dropped with its image's
       rate and the lengths go to the pooler;
-    - ``with_cp``: activation checkpointing of the backbone (memory for compute).
+    - ``with_cp``: activation checkpointing of the backbone (memory for compute): per block
+      for backbones with a ``with_cp`` switch (mmpretrain's ResNet/ResNeXt/EfficientNet,
+      :class:`EfficientNetLite`), else around the whole backbone.
 
     Args:
         backbone: backbone config; its ``forward`` returns a tuple of feature maps.
@@ -97,8 +99,14 @@ class BackboneGridEncoder(BaseModule):
         self.gpool = MODELS.build(pooling or dict(type='GPO'))
         self.out_index = out_index
         self.frozen_bn = frozen_bn
-        self.with_cp = with_cp
         self.backbone_trainable = True
+        # Per-block checkpointing where the backbone offers it (the memory saving is there);
+        # around the whole backbone otherwise.
+        switches = [m for m in self.backbone.modules() if hasattr(m, 'with_cp')]
+        if with_cp:
+            for module in switches:
+                module.with_cp = True
+        self.with_cp = with_cp and not switches
         self._init_fc()
         if frozen_bn:
             for bn in self._backbone_norms():
