@@ -4,14 +4,15 @@ One training step of ``BackboneGridEncoder`` (backbone -> grid -> Linear -> GPO)
 forward, a loss on the pooled features, backward and an AdamW step, on random images,
 with the backbone trainable and its BatchNorm frozen (the recipe from epoch 1 on), and the
 grid drop on. The text branch is not included. A setting ``backbone:px[:cp]`` runs with
-activation checkpointing when it ends in ``:cp`` (at 512 px, batch 32 needs it on a 23 GB
-machine: EfficientNet-Lite0 without it was killed for memory). One warm-up step, then
+activation checkpointing when it ends in ``:cp`` (use it at 512 px when memory is short:
+batch 32 of EfficientNet-Lite0 at 512 px takes about 14 GB without it, and one run on a
+shared 23 GB machine was killed for memory). One warm-up step, then
 ``--iters`` timed steps per setting; the table gives the median and the spread (min-max) of the step time,
 images/s from the median, and the ratio of images/s to the first row (same process).
 
 Usage:
     python benchmarks/benchmark_grid.py [--device cpu] [--batch-size 32]
-        [--settings efficientnet_lite0:224 efficientnet_lite0:512:cp resnet50:224 resnet50:512:cp]
+        [--settings efficientnet_lite0:224 efficientnet_lite0:512 resnet50:224 resnet50:512]
         [--iters 5] [--threads 1]
 """
 
