@@ -208,11 +208,11 @@ def test_pack_and_collate_pad_with_lengths():
     ]
     batch = vse_collate(samples)
     inputs = batch['inputs']
-    assert inputs['regions'].shape == (3, 5, 3)
-    assert inputs['region_lengths'].tolist() == [2, 5, 3]
-    assert inputs['tokens'].tolist() == [[1, 2, 3, 4], [1, 2, 0, 0], [1, 2, 3, 0]]
-    assert inputs['token_lengths'].tolist() == [4, 2, 3]
-    assert torch.equal(inputs['regions'][0, 2:], torch.zeros(3, 3))
+    assert inputs['img'].shape == (3, 5, 3)
+    assert inputs['img_lengths'].tolist() == [2, 5, 3]
+    assert inputs['txt'].tolist() == [[1, 2, 3, 4], [1, 2, 0, 0], [1, 2, 3, 0]]
+    assert inputs['txt_lengths'].tolist() == [4, 2, 3]
+    assert torch.equal(inputs['img'][0, 2:], torch.zeros(3, 3))
     assert batch['data_samples']['img_idx'].tolist() == [0, 1, 2]
     assert batch['data_samples']['cap_idx'].tolist() == [10, 11, 12]
     with pytest.raises(ValueError, match='PackVSEInputs'):

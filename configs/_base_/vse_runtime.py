@@ -9,4 +9,6 @@ custom_hooks = [
     dict(type='HardestNegativeHook', warmup_epochs=1),
     # PNG of GPO's theta per branch after each epoch, also sent to the visualiser.
     dict(type='PoolingWeightsHook', set_sizes=(5, 10, 20, 36)),
+    # Progress bar with items/s while validation/test embed the dataset.
+    dict(type='EmbeddingProgressHook'),
 ]

@@ -93,14 +93,66 @@ class RandomWordAugment(BaseTransform):
 class PackVSEInputs(BaseTransform):
     """Pack a sample into ``inputs`` (tensors) and ``data_samples`` (indices).
 
-    Output: ``dict(inputs=dict(regions=(R, D) float, tokens=(T,) long),
+    The image side is ``results['img']`` (an (H, W, 3) image from ``LoadImageFromFile``,
+    packed as a (3, H, W) tensor of its dtype, normalised later by
+    ``VSEDataPreprocessor``) or ``results['regions']`` (an (R, D) set, packed float32).
+    The text side is ``results['token_ids']``. Either side may be absent (image-only or
+    caption-only samples, e.g. in ``VSEInferencer``). ``grid_drop_rate`` /
+    ``grid_drop_seed`` of :class:`GridDropParams` are carried along.
+
+    Output: ``dict(inputs=dict(img=..., txt=(T,) long[, img_drop_rate, img_drop_seed]),
     data_samples=dict(img_idx=int, cap_idx=int))``.
     """
 
     def transform(self, results: dict) -> dict:
-        regions = torch.as_tensor(np.ascontiguousarray(results['regions']), dtype=torch.float32)
-        tokens = torch.as_tensor(results['token_ids'], dtype=torch.long)
-        return dict(
-            inputs=dict(regions=regions, tokens=tokens),
-            data_samples=dict(img_idx=int(results['img_idx']), cap_idx=int(results['cap_idx'])),
-        )
+        inputs = {}
+        if 'img' in results:
+            image = np.ascontiguousarray(results['img'])
+            if image.ndim == 2:  # grey-scale: repeat to 3 channels
+                image = np.repeat(image[..., None], 3, axis=2)
+            inputs['img'] = torch.from_numpy(image.transpose(2, 0, 1).copy())
+        elif 'regions' in results:
+            inputs['img'] = torch.as_tensor(
+                np.ascontiguousarray(results['regions']), dtype=torch.float32
+            )
+        if 'token_ids' in results:
+            inputs['txt'] = torch.as_tensor(results['token_ids'], dtype=torch.long)
+        if 'grid_drop_rate' in results:
+            inputs['img_drop_rate'] = float(results['grid_drop_rate'])
+            inputs['img_drop_seed'] = int(results['grid_drop_seed'])
+        samples = {k: int(results[k]) for k in ('img_idx', 'cap_idx') if k in results}
+        return dict(inputs=inputs, data_samples=samples)
+
+
+@TRANSFORMS.register_module()
+class GridDropParams(BaseTransform):
+    """Draw the grid size augmentation of VSE∞ for one image (applied in the model).
+
+    With probability ``1 - keep_all_prob`` the image gets a drop rate
+    ``max_rate * U(0, 1)`` (each grid vector of its feature map is then dropped with that
+    probability); otherwise nothing is dropped. The drop itself happens after the
+    backbone (:class:`BackboneGridEncoder`), which seeds a ``torch.Generator`` with the
+    ``grid_drop_seed`` drawn here: all randomness comes from the data pipeline's
+    ``np.random``, so a resumed run reseeded per sample repeats it.
+
+    Args:
+        keep_all_prob: share of images that keep every grid vector. Defaults to 0.2.
+        max_rate: the largest drop rate. Defaults to 0.2.
+
+    Adds ``grid_drop_rate`` (float) and ``grid_drop_seed`` (int) to the results.
+    """
+
+    def __init__(self, keep_all_prob: float = 0.2, max_rate: float = 0.2) -> None:
+        if not (0 <= keep_all_prob <= 1 and 0 <= max_rate < 1):
+            raise ValueError(
+                'GridDropParams: need 0 <= keep_all_prob <= 1 and 0 <= max_rate < 1, got '
+                f'keep_all_prob={keep_all_prob}, max_rate={max_rate}.'
+            )
+        self.keep_all_prob, self.max_rate = keep_all_prob, max_rate
+
+    def transform(self, results: dict) -> dict:
+        drop = np.random.rand() >= self.keep_all_prob
+        rate = self.max_rate * np.random.rand() if drop else 0.0
+        results['grid_drop_rate'] = float(rate)
+        results['grid_drop_seed'] = int(np.random.randint(0, 2**31 - 1))
+        return results

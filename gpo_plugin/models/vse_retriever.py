@@ -7,28 +7,39 @@ from torch import Tensor
 
 from gpo_plugin.registry import MODELS
 
+from .data_preprocessors import canonical_vse_inputs
+
 
 @MODELS.register_module()
 class VSERetriever(BaseModel):
     """Image branch + text branch + joint-embedding head.
 
-    Each branch (``img_enc``, ``txt_enc``) embeds its set (regions / tokens) and pools it
-    with the pooler of its config; the head l2-normalises and scores. Sub-module names
-    follow the published VSE∞ checkpoints (``img_enc.*``, ``txt_enc.*``).
+    Each branch (``img_enc``, ``txt_enc``) embeds its input and pools it with the pooler
+    of its config; the head l2-normalises and scores. Every encoder has the same
+    interface, ``forward(x, lengths=None) -> (B, E)``, so the retriever, head, loss and
+    metric never know which one runs: precomputed region sets
+    (``PrecompRegionEncoder``), raw images (``BackboneGridEncoder``), token ids (BiGRU,
+    BERT). Sub-module names follow the published VSE∞ checkpoints (``img_enc.*``,
+    ``txt_enc.*``).
 
     Args:
         img_enc: image encoder config, e.g. ``dict(type='PrecompRegionEncoder', ...)``.
         txt_enc: text encoder config, ``BiGRUTextEncoder`` or ``BertTextEncoder``.
         head: head config. Defaults to ``dict(type='VSEHead')``.
-        data_preprocessor: defaults to mmengine's ``BaseDataPreprocessor`` (moves the
-            collated tensors of ``vse_collate`` to the device).
+        data_preprocessor: defaults to ``dict(type='VSEDataPreprocessor')`` (moves the
+            batch to the device; with ``mean``/``std`` it also normalises raw images).
 
-    ``forward(inputs, data_samples, mode)`` takes ``inputs = dict(regions (B, R, C),
-    region_lengths (B,), tokens (B, T), token_lengths (B,))`` and
-    ``data_samples = dict(img_idx (B,), cap_idx (B,))``:
+    ``forward(inputs, data_samples, mode)`` takes ``inputs = dict(img, img_lengths, txt,
+    txt_lengths)`` as ``vse_collate`` makes them: ``img`` (B, R, C) region sets with
+    ``img_lengths`` (B,), or (B, 3, H, W) images (no lengths); ``txt`` (B, T) token ids
+    with ``txt_lengths`` (B,); optionally ``img_drop_rate``/``img_drop_seed`` (B,) for the
+    grid encoder's size augmentation. The old names ``regions``, ``region_lengths``,
+    ``tokens``, ``token_lengths`` are accepted too. ``data_samples = dict(img_idx (B,),
+    cap_idx (B,))``:
 
     - ``'tensor'``: ``(img_emb (B, E), txt_emb (B, E))``, unit vectors;
-    - ``'loss'``: ``dict(loss=...)`` (row b of both branches is a matching pair);
+    - ``'loss'``: ``dict(loss=...)`` (row b of both branches is a matching pair), times
+      ``loss_scale`` (set by ``BackboneWarmupHook``; 1 otherwise);
     - ``'predict'``: a list of B dicts ``img_emb, txt_emb, img_idx, cap_idx`` for the
       retrieval metric.
     """
@@ -41,24 +52,41 @@ class VSERetriever(BaseModel):
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
     ) -> None:
-        super().__init__(
-            data_preprocessor=data_preprocessor or dict(type='BaseDataPreprocessor'),
-            init_cfg=init_cfg,
-        )
+        # Built here (not by mmengine's root registry, which does not see this scope).
+        preprocessor = data_preprocessor or dict(type='VSEDataPreprocessor')
+        if isinstance(preprocessor, dict):
+            preprocessor = MODELS.build(preprocessor)
+        super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
         self.img_enc = MODELS.build(img_enc)
         self.txt_enc = MODELS.build(txt_enc)
         self.head = MODELS.build(head or dict(type='VSEHead'))
+        # Multiplies the training loss; a plain attribute (not state), derived from the
+        # epoch by BackboneWarmupHook so a resumed run sets it again.
+        self.loss_scale = 1.0
+
+    def encode_image(self, img: Tensor, lengths: Tensor | None = None, **aug) -> Tensor:
+        """Pooled image features (B, E), not normalised; ``aug`` goes to encoders that
+        take it (``drop_rate``/``drop_seed`` of the grid encoder)."""
+        return self.img_enc(img, lengths, **aug) if aug else self.img_enc(img, lengths)
+
+    def encode_text(self, txt: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Pooled caption features (B, E), not normalised."""
+        return self.txt_enc(txt, lengths)
 
     def extract_feat(self, inputs: dict) -> tuple[Tensor, Tensor]:
         """Unit-norm image and caption embeddings, (B, E) each."""
-        missing = {'regions', 'region_lengths', 'tokens', 'token_lengths'} - set(inputs)
+        inputs = canonical_vse_inputs(inputs)
+        missing = {'img', 'txt'} - set(inputs)
         if missing:
             raise KeyError(
                 f'VSERetriever: inputs lack {sorted(missing)}; build the dataloader '
                 "with collate_fn=dict(type='vse_collate')."
             )
-        img = self.img_enc(inputs['regions'], inputs['region_lengths'])
-        txt = self.txt_enc(inputs['tokens'], inputs['token_lengths'])
+        aug = {}
+        if 'img_drop_rate' in inputs:
+            aug = dict(drop_rate=inputs['img_drop_rate'], drop_seed=inputs['img_drop_seed'])
+        img = self.encode_image(inputs['img'], inputs.get('img_lengths'), **aug)
+        txt = self.encode_text(inputs['txt'], inputs.get('txt_lengths'))
         return self.head(img, txt)
 
     def forward(self, inputs: dict, data_samples: dict | None = None, mode: str = 'tensor'):
@@ -66,7 +94,10 @@ class VSERetriever(BaseModel):
         if mode == 'tensor':
             return img_emb, txt_emb
         if mode == 'loss':
-            return self.head.loss(img_emb, txt_emb)
+            losses = self.head.loss(img_emb, txt_emb)
+            if self.loss_scale != 1.0:
+                losses = {k: v * self.loss_scale for k, v in losses.items()}
+            return losses
         if mode == 'predict':
             if data_samples is None:
                 raise ValueError(

@@ -66,7 +66,15 @@ class VSEHead(BaseModule):
         return nn.Linear(in_channels, embed_dim)
 
     def forward(self, img: Tensor, txt: Tensor) -> tuple[Tensor, Tensor]:
-        return unit(self.img_proj(img)), unit(self.txt_proj(txt))
+        return self.embed_image(img), self.embed_text(txt)
+
+    def embed_image(self, img: Tensor) -> Tensor:
+        """Pooled image features (B, C_i) -> unit vectors (B, E) (one branch alone)."""
+        return unit(self.img_proj(img))
+
+    def embed_text(self, txt: Tensor) -> Tensor:
+        """Pooled caption features (B, C_t) -> unit vectors (B, E) (one branch alone)."""
+        return unit(self.txt_proj(txt))
 
     def loss(self, img_emb: Tensor, txt_emb: Tensor) -> dict[str, Tensor]:
         if self.global_batch:
