@@ -97,8 +97,8 @@ class _Recurrence(torch.autograd.Function):
     continues); the reverse direction visits T-1, ..., 0 (sizes grow: rows past the
     previous step's size are sequences starting there, from a zero state).
 
-    Saved per row: the gates r, z, n, the recurrent part of n's pre-activation
-    (``W_hn h + b_hn``) and the previous state, so the backward recomputes nothing.
+    Saved per row: the gates r, z, n, the recurrent products ``W_hh h + b_hh`` (the
+    backward needs n's part) and the previous state, so the backward recomputes nothing.
     """
 
     @staticmethod
@@ -108,7 +108,7 @@ class _Recurrence(torch.autograd.Function):
         hidden = w_hh.shape[1]
         steps = _step_rows(batch_sizes, reverse)
         gates = projected.new_empty(projected.shape[0], 3 * hidden)  # r | z | n
-        recurrent_n = projected.new_empty(projected.shape[0], hidden)
+        recurrent_all = torch.empty_like(gates)  # W_hh h + b_hh
         previous_states = projected.new_zeros(projected.shape[0], hidden)
         states = projected.new_empty(projected.shape[0], hidden)
         w_hh_t = w_hh.t()
@@ -118,26 +118,27 @@ class _Recurrence(torch.autograd.Function):
             h = previous_states[rows]  # zero for sequences starting at this step
             h[:carried] = states[previous : previous + carried]
             # W_hh h + b_hh, (size, 3H); rows starting here (h = 0) only need b_hh.
-            recurrent = b_hh.expand(size, -1).clone()
+            recurrent = recurrent_all[rows]
+            if carried < size:
+                recurrent[carried:] = b_hh
             if carried:
                 torch.addmm(b_hh, h[:carried], w_hh_t, out=recurrent[:carried])
             gate = gates[rows]
             torch.add(projected[rows, :two], recurrent[:, :two], out=gate[:, :two])
             gate[:, :two].sigmoid_()
             reset, update, new = gate.split(hidden, dim=1)
-            recurrent_n[rows] = recurrent[:, two:]
             torch.addcmul(projected[rows, two:], reset, recurrent[:, two:], out=new)
             new.tanh_()
             # h' = (1 - z) * n + z * h = n + z * (h - n)
             torch.addcmul(new, update, h - new, out=states[rows])
-        ctx.save_for_backward(gates, recurrent_n, previous_states, w_hh)
+        ctx.save_for_backward(gates, recurrent_all, previous_states, w_hh)
         ctx.steps = steps
         return states
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_states: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:
-        gates, recurrent_n, previous_states, w_hh = ctx.saved_tensors
+        gates, recurrent_all, previous_states, w_hh = ctx.saved_tensors
         hidden = w_hh.shape[1]
         two = 2 * hidden
         grad_projected = torch.empty_like(gates)  # d(pre-activations): r | z | n
@@ -154,7 +155,7 @@ class _Recurrence(torch.autograd.Function):
             # n = tanh(i_n + r * (W_hn h + b_hn)), h' = n + z * (h - n)
             torch.mul(grad_h * (1 - update), 1 - new * new, out=d_new)
             torch.mul(grad_h * (previous_states[rows] - new), update * (1 - update), out=d_update)
-            torch.mul(d_new * recurrent_n[rows], reset * (1 - reset), out=d_reset)
+            torch.mul(d_new * recurrent_all[rows, two:], reset * (1 - reset), out=d_reset)
             d_recurrent = grad_recurrent[rows]
             d_recurrent[:, :two] = grad_projected[rows, :two]
             torch.mul(d_new, reset, out=d_recurrent[:, two:])
