@@ -5,6 +5,7 @@
 # `tools/run_grid_demo.py` (`make demo-grid`) creates the data and runs it against average
 # pooling (vse_avgpool_demo_grid.py).
 _base_ = [
+    './_base_/models/vse_grid_bert.py',
     './_base_/datasets/vse_raw_images.py',
     './_base_/vse_grid_runtime.py',
 ]
@@ -15,28 +16,19 @@ embed_dim = 256
 image_size = 224
 tokenizer = dict(type='HFTokenizer', path=minilm)
 
+# vse_grid_bert.py with EfficientNet-Lite0 (1280 channels) and MiniLM, in a 256-d joint space.
 model = dict(
-    type='VSERetriever',
-    data_preprocessor=dict(
-        type='VSEDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        to_rgb=True,
-    ),
     img_enc=dict(
-        type='BackboneGridEncoder',
         backbone=dict(
-            type='EfficientNetLite', arch='efficientnet-lite0', pretrained=efficientnet_lite0
+            _delete_=True,
+            type='EfficientNetLite',
+            arch='efficientnet-lite0',
+            pretrained=efficientnet_lite0,
         ),
         in_channels=1280,
         embed_dim=embed_dim,
-        pooling=dict(type='GPO'),
-        frozen_bn=True,
     ),
-    txt_enc=dict(
-        type='BertTextEncoder', pretrained=minilm, embed_dim=embed_dim, pooling=dict(type='GPO')
-    ),
-    head=dict(type='VSEHead', loss=dict(type='ContrastiveLoss', margin=0.2)),
+    txt_enc=dict(pretrained=minilm, embed_dim=embed_dim),
 )
 
 train_pipeline = [
