@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import time
 
 import torch
 from benchmark_metrics import PeakRSS, sop_like_labels
+from harness import machine
 from pytorch_metric_learning import testers
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
@@ -31,17 +31,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--dim', type=int, default=128)
     parser.add_argument('--skip-pml', action='store_true', help='only time this package')
     return parser.parse_args()
-
-
-def cpu_name() -> str:
-    try:
-        with open('/proc/cpuinfo') as handle:
-            for line in handle:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_tester(calculator, dataset) -> tuple[dict, float, float, float]:
@@ -84,7 +73,7 @@ def main() -> None:
     print(
         f'GlobalEmbeddingSpaceTester benchmark: {args.num} x {args.dim}-d embeddings, '
         f'{args.classes} classes (sizes 2-12), query = reference, k = max_bin_count, '
-        f'{torch.get_num_threads()} thread(s), {cpu_name()} ({os.cpu_count()} cores), '
+        f'{torch.get_num_threads()} thread(s), {machine("cpu")}, '
         f'{time.strftime("%Y-%m-%d")}\n'
     )
     baseline = runs.get('PML AccuracyCalculator (faiss)')
