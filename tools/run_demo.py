@@ -23,6 +23,7 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from gpo_plugin.apis import ensure_vse_demo_data  # noqa: E402
+from gpo_plugin.apis.cli import LOADERS, set_data_root  # noqa: E402
 
 torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
@@ -33,8 +34,8 @@ def run(config: str, work_dir: str, precomp: str, vocab: str) -> dict:
     cfg.work_dir = work_dir
     tokenizer = dict(type='VocabTokenizer', vocab_file=str(vocab))
     cfg.model.txt_enc.vocab_file = str(vocab)
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[key].dataset.data_root = str(precomp)
+    set_data_root(cfg, str(precomp))
+    for key in LOADERS:
         cfg[key].dataset.tokenizer = tokenizer
     runner = Runner.from_cfg(cfg)
     runner.train()
