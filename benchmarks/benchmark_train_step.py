@@ -7,7 +7,9 @@ the text branch (embedding + BiGRU over packed captions), two GPOs, the summed h
 gradient-norm clipping (2.0) and an AdamW step. Ours is ``VSERetriever.train_step`` with
 ``vse_collate`` and mmengine's ``OptimWrapper``, as the Runner calls it, timed with the
 text GRU the encoder picks by default (``gru_impl='auto'``: the stepped GRU on CPU) and
-with ``nn.GRU`` (``gru_impl='packed'``, the CUDA default). A second table
+with ``nn.GRU`` (``gru_impl='packed'``, the CUDA default), and once more with every float32
+product left to PyTorch's default BLAS (``onednn_routing(False)``: MKL on x86), which
+separates the gain of oneDNN's kernels from that of the code's layout. A second table
 breaks our step down by part, each part's forward + backward timed on its own.
 
     python benchmarks/benchmark_train_step.py [--device cuda] [--feat-dim 2048] [--repeats 5]
@@ -25,6 +27,7 @@ from mmengine.optim import OptimWrapper
 import gpo_plugin  # noqa: F401  (registers the modules)
 from gpo_plugin.datasets.vse_collate import vse_collate
 from gpo_plugin.registry import MODELS
+from gpo_plugin.utils.onednn_linear import onednn_routing
 
 from references.vse_step import published_train_step
 
@@ -77,7 +80,7 @@ def make_samples(args: argparse.Namespace, seed: int) -> list[tuple[torch.Tensor
 def as_packed(samples) -> list[dict]:
     """The same samples as PackVSEInputs produces them for vse_collate."""
     return [
-        dict(inputs=dict(regions=r, tokens=t), data_samples=dict(img_idx=i, cap_idx=i))
+        dict(inputs=dict(img=r, txt=t), data_samples=dict(img_idx=i, cap_idx=i))
         for i, (r, t) in enumerate(samples)
     ]
 
@@ -91,8 +94,8 @@ def breakdown(model, optim_wrapper, packed: list[dict], args) -> dict[str, float
     data = model.data_preprocessor(vse_collate(packed), True)['inputs']
     img, txt = model.img_enc, model.txt_enc
     with torch.no_grad():
-        regions = img.embed_regions(data['regions'], data['region_lengths'])
-        words = txt.embed_tokens(data['tokens'], data['token_lengths'])
+        regions = img.embed_regions(data['img'], data['img_lengths'])
+        words = txt.embed_tokens(data['txt'], data['txt_lengths'])
         img_emb, txt_emb = model.extract_feat(data)
 
     def backward_of(fn):
@@ -112,15 +115,15 @@ def breakdown(model, optim_wrapper, packed: list[dict], args) -> dict[str, float
     parts = {
         'collation (vse_collate)': lambda: vse_collate(packed),
         'image branch: fc + MLP (valid regions)': backward_of(
-            lambda: img.embed_regions(data['regions'], data['region_lengths'])
+            lambda: img.embed_regions(data['img'], data['img_lengths'])
         ),
         'image branch: GPO': backward_of(
-            lambda: img.gpool.pool(leaf(regions), data['region_lengths'])
+            lambda: img.gpool.pool(leaf(regions), data['img_lengths'])
         ),
         f'text branch: embedding + BiGRU (gru_impl={txt.gru_impl!r})': backward_of(
-            lambda: txt.embed_tokens(data['tokens'], data['token_lengths'])
+            lambda: txt.embed_tokens(data['txt'], data['txt_lengths'])
         ),
-        'text branch: GPO': backward_of(lambda: txt.gpool.pool(leaf(words), data['token_lengths'])),
+        'text branch: GPO': backward_of(lambda: txt.gpool.pool(leaf(words), data['txt_lengths'])),
         'head: l2-norm + hinge loss': backward_of(
             lambda: model.head.loss(*model.head(leaf(img_emb), leaf(txt_emb)))['loss']
         ),
@@ -151,12 +154,24 @@ def main() -> None:
     )
     their_optimizer = torch.optim.AdamW(theirs.parameters(), lr=5e-4, weight_decay=1e-4)
     batches = [make_samples(args, seed) for seed in range(args.warmup + args.repeats)]
-    step = {'ours': 0, 'ours_nn': 0, 'published': 0}
+    ours_mkl = copy.deepcopy(ours)
+    optim_wrapper_mkl = OptimWrapper(
+        torch.optim.AdamW(ours_mkl.parameters(), lr=5e-4, weight_decay=1e-4),
+        clip_grad=dict(max_norm=2.0),
+    )
+    step = {'ours': 0, 'ours_nn': 0, 'ours_mkl': 0, 'published': 0}
 
     def run_ours():
         samples = batches[step['ours']]
         step['ours'] += 1
         return ours.train_step(vse_collate(as_packed(samples)), optim_wrapper)['loss'].item()
+
+    def run_ours_mkl():
+        samples = batches[step['ours_mkl']]
+        step['ours_mkl'] += 1
+        with onednn_routing(False):
+            data = vse_collate(as_packed(samples))
+            return ours_mkl.train_step(data, optim_wrapper_mkl)['loss'].item()
 
     def run_ours_nn():
         samples = batches[step['ours_nn']]
@@ -173,6 +188,9 @@ def main() -> None:
         'published VSE∞ step (re-implementation)': run_published,
         f'gpo_plugin VSERetriever.train_step (text GRU: {ours.txt_enc.gru_impl!r})': run_ours,
         "gpo_plugin VSERetriever.train_step (text GRU: 'packed', nn.GRU)": run_ours_nn,
+        'gpo_plugin VSERetriever.train_step (stepped GRU, oneDNN routing off: MKL products)': (
+            run_ours_mkl
+        ),
     }
     # Both start from the same weights: the first losses must agree up to BatchNorm over
     # padding (published) versus valid regions only (ours).

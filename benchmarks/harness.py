@@ -62,9 +62,14 @@ def machine(device: torch.device | str) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open('/proc/cpuinfo') as handle:
-            names = [line.split(':', 1)[1].strip() for line in handle if 'model name' in line]
-        cpu = names[0] if names else cpu
-    except OSError:
+            fields = dict(
+                line.split(':', 1) for line in handle.read().split('\n\n')[0].splitlines()
+            )
+        fields = {key.strip(): value.strip() for key, value in fields.items()}
+        # Family and model tell CPU generations apart where the name does not ("AMD EPYC"):
+        # their vector units, and so these figures, differ (docs/benchmarks.md).
+        cpu = f'{fields["model name"]} (family {fields["cpu family"]}, model {fields["model"]})'
+    except (OSError, KeyError, ValueError):
         pass
     return f'CPU {cpu}, {os.cpu_count()} cores visible'
 

@@ -9,7 +9,7 @@ from gpo_plugin.evaluation.functional import knn, retrieval_metrics
 from gpo_plugin.evaluation.functional.knn_metrics import faiss
 
 PML_KEYS = ('precision_at_1', 'r_precision', 'mean_average_precision_at_r')
-BACKENDS = ['torch'] + (['faiss'] if faiss is not None else [])
+BACKENDS = ['torch', 'symmetric'] + (['faiss'] if faiss is not None else [])
 
 
 def _labels(kind: str, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -34,8 +34,8 @@ def test_equal_to_pml_accuracy_calculator(kind, backend):
     ours = retrieval_metrics(embeddings, labels, backend=backend, max_memory_bytes=40_000)
     calc = AccuracyCalculator(include=PML_KEYS, k='max_bin_count')
     theirs = calc.get_accuracy(embeddings, labels)
-    # faiss: the same k-NN engine as PML, so bit-equal values. torch: fp32 distances rounded
-    # differently can swap two neighbours at a near-tie, moving a value by ~1e-8.
+    # faiss: the same k-NN engine as PML, so bit-equal values. torch / symmetric: fp32
+    # distances rounded differently can swap two neighbours at a near-tie (~1e-8).
     tolerance = 1e-12 if backend == 'faiss' else 1e-6
     for key in PML_KEYS:
         assert ours[key] == pytest.approx(theirs[key], abs=tolerance), key

@@ -49,7 +49,7 @@ def _assert_same(ours: dict, theirs: dict):
             assert ours[name] == pytest.approx(value, abs=1e-12), name
 
 
-@pytest.mark.parametrize('backend', ['torch', 'faiss'])
+@pytest.mark.parametrize('backend', ['torch', 'faiss', 'symmetric'])
 @pytest.mark.parametrize('kind', ['equal', 'skewed', 'random'])
 @pytest.mark.parametrize('k', [None, 'max_bin_count', 3])
 def test_query_is_reference(backend, kind, k):

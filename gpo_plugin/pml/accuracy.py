@@ -27,7 +27,9 @@ class KNNAccuracyCalculator(AccuracyCalculator):
     A custom ``knn_func`` or ``label_comparison_fn`` falls back to PML's own computation.
 
     Args (besides PML's):
-        backend: ``'auto'`` (faiss when installed and on CPU), ``'faiss'`` or ``'torch'``.
+        backend: ``'auto'``, ``'symmetric'``, ``'faiss'`` or ``'torch'``, as for
+            :func:`gpo_plugin.evaluation.functional.knn`: when the queries are the reference
+            set, ``'auto'`` on CPU computes each pair's distance once (``'symmetric'``).
         max_memory_bytes: budget of one query chunk's distance block / neighbour table.
     """
 
@@ -42,9 +44,10 @@ class KNNAccuracyCalculator(AccuracyCalculator):
         if kwargs.get('kmeans_func') is None and knn_metrics.faiss is None:
             kwargs['kmeans_func'] = SklearnKMeans()
         super().__init__(*args, **kwargs)
-        if backend not in ('auto', 'faiss', 'torch'):
+        if backend not in knn_metrics.BACKENDS:
             raise ValueError(
-                f"KNNAccuracyCalculator: backend must be 'auto', 'faiss' or 'torch', got {backend!r}."
+                f'KNNAccuracyCalculator: backend must be one of {knn_metrics.BACKENDS}, '
+                f'got {backend!r}.'
             )
         self.backend = backend
         self.max_memory_bytes = max_memory_bytes
@@ -124,9 +127,17 @@ class KNNAccuracyCalculator(AccuracyCalculator):
         k = min(k, len(reference) - int(self_included))
         per_query = {m: [] for m in wanted}
         chunk = max(1, self.max_memory_bytes // (8 * 4 * max(k, 1)))
+        # Queries = references: one leave-one-out search over the whole set (each pair's
+        # distance once with the symmetric backend); (N, k) indices are small.
+        whole = self_included and len(query) == len(reference)
+        if whole:
+            neighbours = knn(query, k, None, self.backend, self.max_memory_bytes)
         for start in range(0, len(query), chunk):
             stop = min(start + chunk, len(query))
-            index = self._neighbours(query[start:stop], k, reference, self_included, start)
+            if whole:
+                index = neighbours[start:stop]
+            else:
+                index = self._neighbours(query[start:stop], k, reference, self_included, start)
             hits = reference_labels[index] == query_labels[start:stop, None]
             for name, values in _per_query(hits, relevant[start:stop], wanted).items():
                 per_query[name].append(values)

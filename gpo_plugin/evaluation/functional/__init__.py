@@ -11,6 +11,7 @@ from .retrieval_ranks import (  # noqa: F401
     retrieval_ranks,
     summarize_ranks,
 )
+from .symmetric_knn import symmetric_knn
 
 __all__ = [
     'clustering_nmi',
@@ -18,4 +19,5 @@ __all__ = [
     'metrics_from_neighbours',
     'relevant_counts',
     'retrieval_metrics',
+    'symmetric_knn',
 ]

@@ -9,10 +9,13 @@ averaged over the same queries.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+from .symmetric_knn import DEFAULT_BLOCK, GROUP, symmetric_knn
 
 try:
     import faiss
@@ -20,6 +23,7 @@ except ImportError:  # optional: the torch path gives the same neighbours
     faiss = None
 
 DEFAULT_MEMORY_BYTES = 256 * 2**20
+BACKENDS = ('auto', 'torch', 'faiss', 'symmetric')
 
 
 def knn(
@@ -33,26 +37,50 @@ def knn(
 
     With ``reference=None`` the query set is its own reference set and each query's own index
     is excluded. The torch path works on row chunks whose (chunk x R) distance block stays under
-    ``max_memory_bytes``; the faiss path (``IndexFlatL2``) bounds its memory itself.
+    ``max_memory_bytes``; the faiss path (``IndexFlatL2``) bounds its memory itself; the
+    symmetric path (leave-one-out only) computes each pair's distance once, in square blocks
+    of at most ``max_memory_bytes / 4`` bytes (:func:`symmetric_knn`).
 
     Args:
         query: (Q, D) float embeddings.
         k: number of neighbours (<= number of available references).
         reference: (R, D) embeddings, or None for leave-one-out within ``query``.
-        backend: ``'torch'``, ``'faiss'`` or ``'auto'`` (faiss when installed and on CPU).
+        backend: ``'torch'``, ``'faiss'``, ``'symmetric'`` or ``'auto'``: symmetric for
+            leave-one-out on CPU, else faiss when installed and on CPU, else torch.
     """
     self_excluded = reference is None
     reference = query if reference is None else reference
     available = reference.shape[0] - int(self_excluded)
     if not 0 < k <= available:
         raise ValueError(f'knn: k = {k} neighbours requested but only {available} references.')
+    if backend not in BACKENDS:
+        raise ValueError(f'knn: backend must be one of {BACKENDS}, got {backend!r}.')
     if backend == 'auto':
-        backend = 'faiss' if faiss is not None and query.device.type == 'cpu' else 'torch'
+        backend = _auto_backend(query, self_excluded)
+    if backend == 'symmetric':
+        if not self_excluded:
+            raise ValueError(
+                "knn: backend='symmetric' needs the query set as its own reference set "
+                '(reference=None).'
+            )
+        return symmetric_knn(query, k, block=_symmetric_block(max_memory_bytes))
     if backend == 'faiss':
         return _knn_faiss(query, k, reference, self_excluded)
-    if backend != 'torch':
-        raise ValueError(f"knn: backend must be 'auto', 'torch' or 'faiss', got {backend!r}.")
     return _knn_torch(query, k, reference, self_excluded, max_memory_bytes)
+
+
+def _auto_backend(query: Tensor, self_excluded: bool) -> str:
+    if query.device.type != 'cpu':
+        return 'torch'
+    if self_excluded:
+        return 'symmetric'
+    return 'faiss' if faiss is not None else 'torch'
+
+
+def _symmetric_block(max_memory_bytes: int) -> int:
+    """Block side whose float32 scores use at most a quarter of the budget (the scan's
+    temporaries fit in the rest)."""
+    return min(DEFAULT_BLOCK, max(GROUP, math.isqrt(max_memory_bytes // 16)))
 
 
 def _knn_torch(

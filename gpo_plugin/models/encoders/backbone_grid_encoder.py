@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from gpo_plugin.registry import MODELS
+from gpo_plugin.utils.onednn_linear import linear
 
 from ..utils.set_ops import length_mask
 
@@ -176,5 +177,7 @@ class BackboneGridEncoder(BaseModule):
             grid, lengths = compact_sets(grid, keep)
         else:
             lengths = torch.full((batch,), num, dtype=torch.long, device=grid.device)
-        features = self.fc(grid) * length_mask(lengths, num).unsqueeze(-1)
+        features = linear(grid, self.fc.weight, self.fc.bias) * length_mask(lengths, num).unsqueeze(
+            -1
+        )
         return self.gpool.pool_checked(features, lengths)[0]

@@ -9,6 +9,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from gpo_plugin.registry import MODELS
+from gpo_plugin.utils.onednn_linear import linear
 
 from ..utils.set_ops import check_set_input, length_mask
 
@@ -16,7 +17,8 @@ from ..utils.set_ops import check_set_input, length_mask
 class RegionMLP(nn.Module):
     """Linear -> BatchNorm1d -> ReLU -> Linear on a flat (M, C) batch of regions.
 
-    Sub-module names (``layers.*``, ``bns.*``) follow the published VSE∞ checkpoints.
+    Sub-module names (``layers.*``, ``bns.*``) follow the published VSE∞ checkpoints. The
+    products go through :func:`~gpo_plugin.utils.onednn_linear.linear` (oneDNN on CPU).
     """
 
     def __init__(self, in_channels: int, hidden: int, out_channels: int) -> None:
@@ -27,7 +29,9 @@ class RegionMLP(nn.Module):
         self.bns = nn.ModuleList([nn.BatchNorm1d(hidden)])
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.layers[1](torch.relu(self.bns[0](self.layers[0](x))))
+        first, second = self.layers
+        hidden = torch.relu(self.bns[0](linear(x, first.weight, first.bias)))
+        return linear(hidden, second.weight, second.bias)
 
 
 @MODELS.register_module()
@@ -77,7 +81,7 @@ class PrecompRegionEncoder(BaseModule):
             )
         valid = length_mask(lengths, regions.shape[1])
         flat = regions[valid]
-        out = self.fc(flat)
+        out = linear(flat, self.fc.weight, self.fc.bias)
         if self.mlp is not None:
             out = out + self.mlp(flat)
         # out's dtype, not the regions': under autocast (--amp) the layers return float16/bf16.

@@ -182,16 +182,12 @@ class _SortedChannels(torch.autograd.Function):
             # (N_max, B, D): each rank a contiguous row, the layout the network is fast on.
             channels = features[:, :max_len].transpose(0, 1).contiguous()
             if padded:
-                channels.masked_fill_(~length_mask(lengths, max_len).t()[..., None], -math.inf)
+                _fill_past_lengths(channels, lengths, -math.inf)
             values, indices = network_sort(channels)
             values = values[:kept]
-            if bool((lengths < kept).any()):  # zero ranks past each size, on contiguous rows
-                values.masked_fill_(~length_mask(lengths, kept).t()[..., None], 0.0)
-            # Indices as (B, K, D) int64 for the backward scatter (one converting copy);
-            # values as a (B, D, K) view.
-            indices = torch.empty(
-                (features.shape[0], kept, features.shape[2]), dtype=torch.long, device=values.device
-            ).copy_(indices[:kept].transpose(0, 1))
+            _fill_past_lengths(values, lengths, 0.0)  # ranks past each size are zeros
+            # Indices as (B, K, D) int64 for the backward scatter; values as a (B, D, K) view.
+            indices = _int64_batch_slices(indices[:kept].transpose(0, 1))
             values = values.permute(1, 2, 0)
             ctx.set_axis = 1
         else:
@@ -207,46 +203,75 @@ class _SortedChannels(torch.autograd.Function):
                 values, indices = channels.sort(dim=-1, descending=True)
             else:
                 values, indices = channels.topk(kept, dim=-1, largest=True, sorted=True)
+            indices = [indices]
             ctx.set_axis = 2
         if ctx.set_axis == 2 and bool((lengths < kept).any()):
             values.masked_fill_(~length_mask(lengths, kept).unsqueeze(1), 0.0)
-        ctx.save_for_backward(indices, lengths)
+        ctx.save_for_backward(lengths, *indices)
         ctx.features_shape = features.shape
         return values
 
     @staticmethod
     def backward(ctx, grad_values: Tensor) -> tuple[Tensor, None, None]:
-        indices, lengths = ctx.saved_tensors
+        lengths, *indices = ctx.saved_tensors
         batch, _, dim = ctx.features_shape
         max_len = int(lengths.max())
         kept = grad_values.shape[-1]
-        # Ranks past a set's size are constant zeros: no gradient flows through them.
-        beyond = ~length_mask(lengths, kept) if bool((lengths < kept).any()) else None
         full = kept == max_len  # a full sort: the scatter writes every entry
         if ctx.set_axis == 1:  # indices (B, K, D) from the sorting network
             # Contiguous already when the gradient comes from weighted_sum_sorted.
-            source = grad_values.transpose(1, 2)
-            if beyond is not None:
-                source = source.masked_fill(beyond[..., None], 0.0)
-            source = source.contiguous()
+            source = grad_values.transpose(1, 2).contiguous()
             if full:
                 grad_channels = grad_values.new_empty(batch, max_len, dim)
             else:
                 grad_channels = grad_values.new_zeros(batch, max_len, dim)
-            grad_channels = grad_channels.scatter_(1, indices, source)
+            start = 0
+            for part in indices:
+                stop = start + part.shape[0]
+                grad_channels[start:stop].scatter_(1, part, source[start:stop])
+                start = stop
+            # Ranks past a set's size are constant zeros and came from its padding (-inf sorts
+            # last): zeroing the padding positions after the scatter drops their gradient.
+            _fill_past_lengths(grad_channels.transpose(0, 1), lengths, 0.0)
         else:  # indices (B, D, K) from torch.sort / topk
-            if beyond is not None:
-                grad_values = grad_values.masked_fill(beyond.unsqueeze(1), 0.0)
+            # Ranks past a set's size are constant zeros: no gradient flows through them.
+            if bool((lengths < kept).any()):
+                grad_values = grad_values.masked_fill(~length_mask(lengths, kept).unsqueeze(1), 0.0)
             if full:
                 grad_channels = grad_values.new_empty(batch, dim, max_len)
             else:
                 grad_channels = grad_values.new_zeros(batch, dim, max_len)
-            grad_channels = grad_channels.scatter_(-1, indices, grad_values).transpose(1, 2)
+            grad_channels = grad_channels.scatter_(-1, indices[0], grad_values).transpose(1, 2)
         if max_len == ctx.features_shape[1]:
             return grad_channels.contiguous(), None, None
         grad = grad_values.new_zeros(ctx.features_shape)
         grad[:, :max_len] = grad_channels
         return grad, None, None
+
+
+def _fill_past_lengths(ranks_first: Tensor, lengths: Tensor, value: float) -> None:
+    """Set entries [k, b, ...] with k >= lengths[b] of an (N, B, ...) tensor, in place: one
+    ``index_fill_`` per distinct length, touching only those entries (a broadcast masked fill
+    visits all of them)."""
+    size = ranks_first.shape[0]
+    for length in torch.unique(lengths[lengths < size]).tolist():
+        ranks_first[length:].index_fill_(1, (lengths == length).nonzero()[:, 0], value)
+
+
+# glibc serves blocks over 32 MiB by fresh mmap on every call, and faulting those pages in
+# made a (128, 36, 1024) int64 index copy ~10x slower than the conversion itself (measured).
+MAX_SLICE_BYTES = 16 * 2**20
+
+
+def _int64_batch_slices(indices: Tensor) -> list[Tensor]:
+    """(B, ...) small integer indices as contiguous int64 copies of batch slices, each under
+    :data:`MAX_SLICE_BYTES` (memory the allocator reuses warm)."""
+    per_sample = indices[0].numel() * 8
+    step = max(1, MAX_SLICE_BYTES // per_sample)
+    return [
+        torch.empty(part.shape, dtype=torch.long, device=part.device).copy_(part)
+        for part in indices.split(step)
+    ]
 
 
 # Measured on CPU (one thread): the network beats torch.sort from about 8K columns
@@ -305,15 +330,20 @@ def network_sort(sets: Tensor) -> tuple[Tensor, Tensor]:
     source = torch.arange(size, dtype=torch.uint8, device=sets.device)
     source = source.view(size, *[1] * (sets.dim() - 1)).expand_as(sets).contiguous()
     rows, places = sets.unbind(0), source.unbind(0)
+    # Scratch rows reused by every comparator. The comparison writes int8 0/1: on CPU that
+    # kernel is vectorised and about 2.5x faster than the bool one (measured).
+    low, delta = torch.empty_like(rows[0]), torch.empty_like(places[0])
+    swap = torch.empty(rows[0].shape, dtype=torch.int8, device=sets.device)
+    swap_bytes = swap.view(torch.uint8)
     for i, j in sorting_network(size):
         a, b = rows[i], rows[j]
-        swap = torch.lt(a, b).view(torch.uint8)
-        low = torch.minimum(a, b)
+        torch.lt(a, b, out=swap)
+        torch.minimum(a, b, out=low)
         torch.maximum(a, b, out=a)
         b.copy_(low)
         # Index exchange in uint8 arithmetic (wraps mod 256, so exact): cheaper on CPU
         # than torch.where.
-        delta = (places[j] - places[i]).mul_(swap)
+        torch.sub(places[j], places[i], out=delta).mul_(swap_bytes)
         places[i].add_(delta)
         places[j].sub_(delta)
     return sets, source
@@ -323,10 +353,35 @@ def weighted_sum_sorted(ordered: Tensor, weights: Tensor) -> Tensor:
     """Pool sorted channels (B, D, N) with per-rank weights (B, N) into (B, D)."""
     weights = weights.to(ordered.dtype)
     if ordered.stride(1) == 1 and ordered.shape[1] > 1:  # network_sort's (N, B, D) memory
-        # Reading it in place keeps its gradient in the (B, N, D) layout the backward
-        # scatter wants (no transposed copy).
+        return _RankWeightedSum.apply(ordered, weights)
+    return torch.bmm(ordered, weights.unsqueeze(-1)).squeeze(-1)
+
+
+class _RankWeightedSum(torch.autograd.Function):
+    """:func:`weighted_sum_sorted` on the sorting network's (N, B, D) memory.
+
+    The forward reads the ranks in place (one batched vector-matrix product). The backward
+    writes the feature gradient, weights[b, k] * grad[b, d], as one broadcast product straight
+    into the (B, N, D) layout the sort's backward scatters from, and the weight gradient as one
+    batched product: about a quarter of the time of ``bmm``'s generic backward at
+    (128, 1024, 36) on CPU (measured). Built from recordable ops: double backward works.
+    """
+
+    @staticmethod
+    def forward(ctx, ordered: Tensor, weights: Tensor) -> Tensor:
+        ctx.save_for_backward(ordered, weights)
         return torch.bmm(weights.unsqueeze(1), ordered.transpose(1, 2)).squeeze(1)
-    return torch.bmm(ordered, weights.to(ordered.dtype).unsqueeze(-1)).squeeze(-1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        ordered, weights = ctx.saved_tensors
+        grad = grad.to(ordered.dtype)  # bfloat16 under CPU autocast, whose bmm ran in it
+        grad_ordered = grad_weights = None
+        if ctx.needs_input_grad[0]:
+            grad_ordered = (weights.unsqueeze(-1) * grad.unsqueeze(1)).transpose(1, 2)
+        if ctx.needs_input_grad[1]:
+            grad_weights = torch.bmm(grad.unsqueeze(1), ordered).squeeze(1)
+        return grad_ordered, grad_weights
 
 
 def sinusoid_encoding(

@@ -18,10 +18,11 @@ recorded). See docs/benchmarks.md#vse-training-iteration-benchmarksbenchmark_tra
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
+
+from gpo_plugin.utils.onednn_linear import linear, matmul_nt
 
 
 def stepped_gru(gru: nn.GRU, packed: PackedSequence) -> PackedSequence:
@@ -47,7 +48,7 @@ def stepped_gru(gru: nn.GRU, packed: PackedSequence) -> PackedSequence:
             w_ih = torch.cat([getattr(gru, f'weight_ih_{name}') for name in names])
             b_ih = torch.cat([getattr(gru, f'bias_ih_{name}') for name in names])
             # Every step's input projection, both directions, in one product.
-            projected = F.linear(data.to(w_ih.dtype), w_ih, b_ih)
+            projected = linear(data.to(w_ih.dtype), w_ih, b_ih)
             outputs = [
                 _Recurrence.apply(
                     part,
@@ -111,7 +112,6 @@ class _Recurrence(torch.autograd.Function):
         recurrent_all = torch.empty_like(gates)  # W_hh h + b_hh
         previous_states = projected.new_zeros(projected.shape[0], hidden)
         states = projected.new_empty(projected.shape[0], hidden)
-        w_hh_t = w_hh.t()
         two = 2 * hidden
         for first, size, previous, carried in steps:
             rows = slice(first, first + size)
@@ -122,7 +122,7 @@ class _Recurrence(torch.autograd.Function):
             if carried < size:
                 recurrent[carried:] = b_hh
             if carried:
-                torch.addmm(b_hh, h[:carried], w_hh_t, out=recurrent[:carried])
+                recurrent[:carried] = matmul_nt(h[:carried], w_hh, b_hh)
             gate = gates[rows]
             torch.add(projected[rows, :two], recurrent[:, :two], out=gate[:, :two])
             gate[:, :two].sigmoid_()
@@ -147,6 +147,7 @@ class _Recurrence(torch.autograd.Function):
         # backward walk (the previous one in the forward walk), for its k continuing
         # rows; rows it does not continue are never written, so they read zero.
         carry = grad_states.new_zeros(max(size for _, size, _, _ in ctx.steps), hidden)
+        w_hh_t = w_hh.t().contiguous()  # d_recurrent @ W_hh = d_recurrent @ (W_hh^T)^T
         for first, size, _, carried in reversed(ctx.steps):
             rows = slice(first, first + size)
             grad_h = grad_states[rows] + carry[:size]
@@ -161,13 +162,12 @@ class _Recurrence(torch.autograd.Function):
             torch.mul(d_new, reset, out=d_recurrent[:, two:])
             # Only continuing rows pass gradient on; the others started from zero.
             if carried:
-                torch.addmm(
+                torch.add(
+                    matmul_nt(d_recurrent[:carried], w_hh_t),
                     grad_h[:carried] * update[:carried],
-                    d_recurrent[:carried],
-                    w_hh,
                     out=carry[:carried],
                 )
         # The recurrent weights' gradients: one product over every row, not one per step
         # (rows with a zero previous state add nothing, but skipping them costs a gather).
-        grad_w_hh = grad_recurrent.t().mm(previous_states)
+        grad_w_hh = matmul_nt(grad_recurrent.t(), previous_states.t())
         return grad_projected, grad_w_hh, grad_recurrent.sum(0), None, None
