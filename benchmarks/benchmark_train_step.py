@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from contextlib import nullcontext
 
 import torch
 from harness import add_common_args, describe_run, setup, time_interleaved
@@ -136,6 +137,14 @@ def breakdown(model, optim_wrapper, packed: list[dict], args) -> dict[str, float
     return {name: timing.median for name, timing in timings.items()}
 
 
+def adamw_wrapper(model: torch.nn.Module) -> OptimWrapper:
+    """The recipe's optimizer as the Runner wraps it: AdamW, gradient norm clipped at 2."""
+    return OptimWrapper(
+        torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-4),
+        clip_grad=dict(max_norm=2.0),
+    )
+
+
 def main() -> None:
     args = parse_args()
     device = setup(args)
@@ -145,51 +154,39 @@ def main() -> None:
     # Our step with the text GRU as nn.GRU (what 'auto' picks on CUDA), same weights.
     ours_nn = build_model(args, gru_impl='packed').to(device).train()
     ours_nn.load_state_dict(ours.state_dict())
-    optim_wrapper, optim_wrapper_nn = (
-        OptimWrapper(
-            torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-4),
-            clip_grad=dict(max_norm=2.0),
-        )
-        for model in (ours, ours_nn)
-    )
+    ours_mkl = copy.deepcopy(ours)  # our step with every product left to MKL
+    optim_wrapper = adamw_wrapper(ours)
     their_optimizer = torch.optim.AdamW(theirs.parameters(), lr=5e-4, weight_decay=1e-4)
     batches = [make_samples(args, seed) for seed in range(args.warmup + args.repeats)]
-    ours_mkl = copy.deepcopy(ours)
-    optim_wrapper_mkl = OptimWrapper(
-        torch.optim.AdamW(ours_mkl.parameters(), lr=5e-4, weight_decay=1e-4),
-        clip_grad=dict(max_norm=2.0),
-    )
-    step = {'ours': 0, 'ours_nn': 0, 'ours_mkl': 0, 'published': 0}
 
-    def run_ours():
-        samples = batches[step['ours']]
-        step['ours'] += 1
-        return ours.train_step(vse_collate(as_packed(samples)), optim_wrapper)['loss'].item()
-
-    def run_ours_mkl():
-        samples = batches[step['ours_mkl']]
-        step['ours_mkl'] += 1
-        with onednn_routing(False):
-            data = vse_collate(as_packed(samples))
-            return ours_mkl.train_step(data, optim_wrapper_mkl)['loss'].item()
-
-    def run_ours_nn():
-        samples = batches[step['ours_nn']]
-        step['ours_nn'] += 1
-        data = vse_collate(as_packed(samples))
-        return ours_nn.train_step(data, optim_wrapper_nn)['loss'].item()
+    published_batches = iter(batches)
 
     def run_published():
-        samples = batches[step['published']]
-        step['published'] += 1
-        return published_train_step(theirs, their_optimizer, samples, device)
+        return published_train_step(theirs, their_optimizer, next(published_batches), device)
+
+    def our_step(model, optim_wrapper: OptimWrapper, onednn: bool | None = None):
+        """A zero-argument training step of ``model`` on the next batch; ``onednn`` forces
+        the product routing (None: the process default)."""
+        step = iter(batches)
+
+        def run():
+            routing = nullcontext() if onednn is None else onednn_routing(onednn)
+            with routing:
+                data = vse_collate(as_packed(next(step)))
+                return model.train_step(data, optim_wrapper)['loss'].item()
+
+        return run
 
     methods = {
         'published VSE∞ step (re-implementation)': run_published,
-        f'gpo_plugin VSERetriever.train_step (text GRU: {ours.txt_enc.gru_impl!r})': run_ours,
-        "gpo_plugin VSERetriever.train_step (text GRU: 'packed', nn.GRU)": run_ours_nn,
+        f'gpo_plugin VSERetriever.train_step (text GRU: {ours.txt_enc.gru_impl!r})': our_step(
+            ours, optim_wrapper
+        ),
+        "gpo_plugin VSERetriever.train_step (text GRU: 'packed', nn.GRU)": our_step(
+            ours_nn, adamw_wrapper(ours_nn)
+        ),
         'gpo_plugin VSERetriever.train_step (stepped GRU, oneDNN routing off: MKL products)': (
-            run_ours_mkl
+            our_step(ours_mkl, adamw_wrapper(ours_mkl), onednn=False)
         ),
     }
     # Both start from the same weights: the first losses must agree up to BatchNorm over

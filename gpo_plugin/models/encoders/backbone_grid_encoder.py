@@ -177,7 +177,6 @@ class BackboneGridEncoder(BaseModule):
             grid, lengths = compact_sets(grid, keep)
         else:
             lengths = torch.full((batch,), num, dtype=torch.long, device=grid.device)
-        features = linear(grid, self.fc.weight, self.fc.bias) * length_mask(lengths, num).unsqueeze(
-            -1
-        )
+        features = linear(grid, self.fc.weight, self.fc.bias)
+        features = features * length_mask(lengths, num).unsqueeze(-1)
         return self.gpool.pool_checked(features, lengths)[0]
