@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 from mmengine.model import BaseModule
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
 from gpo_plugin.registry import MODELS
 from gpo_plugin.utils.vocab import read_vocab
 
+from ..utils.packing import pack_rows, packed_positions, pad_packed_rows
 from ..utils.set_ops import check_token_lengths
 from ..utils.stepped_gru import stepped_gru
 
@@ -78,13 +79,13 @@ class BiGRUTextEncoder(BaseModule):
                 f'vocabulary ({self.embed.num_embeddings} words); the model and the '
                 'tokenizer must use the same vocab_file.'
             )
-        words = self.embed(tokens)
-        packed = pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        hidden, _ = pad_packed_sequence(
-            self.run_gru(packed), batch_first=True, total_length=tokens.shape[1]
-        )
-        forward_dir, backward_dir = hidden.split(self.embed_dim, dim=-1)
-        return (forward_dir + backward_dir) / 2
+        # One gather to pack and one index_copy to pad: pack_padded_sequence and
+        # pad_packed_sequence differentiate with a whole-batch copy per run of equal batch
+        # sizes (gpo_plugin/models/utils/packing.py).
+        order = packed_positions(lengths, *tokens.shape)
+        words = pack_rows(self.embed(tokens), order)
+        forward_dir, backward_dir = self.run_gru(words).data.split(self.embed_dim, dim=-1)
+        return pad_packed_rows((forward_dir + backward_dir) / 2, order.data, *tokens.shape)
 
     def run_gru(self, packed: PackedSequence) -> PackedSequence:
         """``self.rnn(packed)[0]``, by the implementation ``gru_impl`` selects."""
