@@ -1,11 +1,12 @@
-"""packed_positions / pack_rows / pad_packed_rows against PyTorch's pack_padded_sequence / pad_packed_sequence,
-and the BiGRU text encoder built on them against the pad_packed_sequence formulation."""
+"""packed_positions / pack_rows / pad_packed_rows against PyTorch's pack_padded_sequence and
+pad_packed_sequence, and the BiGRU text encoder and GPO's nn.GRU path built on them."""
 
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from gpo_plugin.models.encoders import BiGRUTextEncoder
+from gpo_plugin.models.necks import GPO
 from gpo_plugin.models.utils.packing import pack_rows, packed_positions, pad_packed_rows
 
 LENGTHS = {
@@ -117,3 +118,11 @@ def test_text_encoder_backward_has_no_per_run_slice_copies():
     assert 'IndexCopyBackward0' in names
     assert not any('CopySlices' in name for name in names), names
     assert 'CopySlices' in autograd_node_names(pad_packed_formulation(encoder, tokens, lengths))
+
+
+def test_gpo_packed_gru_path_has_no_per_run_slice_copies():
+    """GPO's nn.GRU path (gru_impl='packed', the CUDA default) packs and pads the same way."""
+    gpo = GPO(gru_impl='packed')
+    names = autograd_node_names(gpo.pool_weights(torch.tensor([1, 4, 9, 9, 2])))
+    assert 'IndexCopyBackward0' in names
+    assert not any('CopySlices' in name for name in names), names

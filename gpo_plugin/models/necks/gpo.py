@@ -6,10 +6,10 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from gpo_plugin.registry import MODELS
 
+from ..utils.packing import pack_rows, packed_positions, pad_packed_rows
 from ..utils.set_ops import (
     length_mask,
     sinusoid_encoding,
@@ -128,13 +128,11 @@ class GPO(BaseSetPooling):
     def _packed_states(self, encoding: Tensor, sizes: Tensor) -> Tensor:
         """The same states from ``nn.GRU`` over one packed sequence per size (cuDNN on
         CUDA); zero past each size."""
-        inputs = encoding.expand(sizes.shape[0], -1, -1)
-        packed = pack_padded_sequence(inputs, sizes.cpu(), batch_first=True, enforce_sorted=False)
-        hidden, _ = pad_packed_sequence(
-            self.gru(packed)[0], batch_first=True, total_length=encoding.shape[0]
-        )
+        shape = (sizes.shape[0], encoding.shape[0])  # (U, max_size)
+        order = packed_positions(sizes, *shape)
+        hidden = self.gru(pack_rows(encoding.expand(*shape, -1), order))[0].data
         forward_states, backward_states = hidden.split(self.d_hidden, dim=-1)
-        return (forward_states + backward_states) / 2
+        return pad_packed_rows((forward_states + backward_states) / 2, order.data, *shape)
 
     def _run_direction(self, inputs: Tensor, reverse: bool) -> Tensor:
         """One direction of ``self.gru`` over (U, T, d_pe) inputs -> (U, T, d_hidden)."""

@@ -1,4 +1,4 @@
-"""Packing padded captions for a GRU and padding its output again, with linear backwards.
+"""Packing padded sequences for a GRU and padding its output again, with linear backwards.
 
 ``pad_packed_sequence`` writes the padded output one run of equal batch sizes at a time, and
 autograd differentiates each of those slice writes by copying the *whole* padded gradient:
