@@ -13,28 +13,22 @@ from gpo_plugin.registry import MODELS
 @MODELS.register_module()
 class MetricLearner(ImageClassifier):
     """``ImageClassifier`` whose ``predict`` gives embeddings (``MetricLearningHead``) and whose
-    ``loss`` asks the neck for attribute vectors when the head has a zero-shot loss: a neck
-    offers them through ``pool_map_full(map) -> (pooled, attributes, weights)`` (GSP does).
+    ``loss`` hands the neck's attribute vectors to the head when it has a zero-shot loss: the
+    neck pools the backbone's last map with ``pool_map``, and ``PoolingOutput.attributes``
+    must not be None (GSP gives them).
 
     Same arguments as :class:`mmpretrain.models.ImageClassifier`; ``neck`` and ``head`` are
     required.
     """
 
-    def __init__(self, backbone: dict, neck: dict, head: dict, **kwargs) -> None:
-        super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)
-        if getattr(self.head, 'needs_attributes', False) and not self.neck_gives_attributes:
+    def loss(self, inputs: Tensor, data_samples: list[DataSample]) -> dict:
+        if not getattr(self.head, 'needs_attributes', False):
+            return super().loss(inputs, data_samples)
+        out = self.neck.pool_map(self.backbone(inputs)[-1])
+        if out.attributes is None:
             raise ValueError(
                 f'MetricLearner: head.zero_shot_loss needs attribute vectors, but the '
                 f'neck {type(self.neck).__name__} gives none; use '
                 "neck=dict(type='GSP', ...) or remove head.zero_shot_loss."
             )
-
-    @property
-    def neck_gives_attributes(self) -> bool:
-        return callable(getattr(self.neck, 'pool_map_full', None))
-
-    def loss(self, inputs: Tensor, data_samples: list[DataSample]) -> dict:
-        if not getattr(self.head, 'needs_attributes', False):
-            return super().loss(inputs, data_samples)
-        pooled, attributes, _ = self.neck.pool_map_full(self.backbone(inputs)[-1])
-        return self.head.loss((pooled,), data_samples, attributes=(attributes,))
+        return self.head.loss((out.pooled,), data_samples, attributes=(out.attributes,))
