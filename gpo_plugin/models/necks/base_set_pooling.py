@@ -25,9 +25,11 @@ class BaseSetPooling(BaseModule, metaclass=ABCMeta):
       H*W grid vectors form the set.
     - :meth:`forward` is the mmpretrain neck call: a tuple of maps -> a tuple of (B, C)
       vectors, one map -> (B, C), a (B, L, D) set (+ ``lengths``) -> (B, D).
-    - Subclasses implement one method, :meth:`pool_padded`, and declare ``weights_over``
-      (what their ``PoolingOutput.weights`` are over). Poolers with a native map
-      implementation may also override :meth:`pool_grid` (optional).
+    - Subclasses implement one method, :meth:`pool_padded`, and declare what their output
+      holds: ``weights_over`` (what ``PoolingOutput.weights`` are over) and
+      ``gives_attributes`` (whether ``PoolingOutput.attributes`` is set), so that models can
+      check a configuration when they are built. Poolers with a native map implementation may
+      also override :meth:`pool_grid` (optional).
 
     Args:
         init_cfg: mmengine initialisation config. Defaults to None.
@@ -35,6 +37,8 @@ class BaseSetPooling(BaseModule, metaclass=ABCMeta):
 
     #: What ``PoolingOutput.weights`` of this pooler are over: 'rank', 'position' or None.
     weights_over: ClassVar[WeightsOver] = None
+    #: Whether ``PoolingOutput.attributes`` holds attribute vectors (GSP) rather than None.
+    gives_attributes: ClassVar[bool] = False
 
     @property
     def awaits_data_init(self) -> bool:

@@ -62,6 +62,7 @@ class GSP(BaseSetPooling):
     """
 
     weights_over = 'position'
+    gives_attributes = True
 
     def __init__(
         self,
