@@ -149,7 +149,7 @@ class GSP(BaseSetPooling):
             residual, plan = partial_transport(cost, self.transport_ratio, self.gamma)
             weights = pooling_weights(residual, self.transport_ratio)
             pooled = torch.einsum('bn,bnd->bd', weights, x) / x.shape[1]
-        attributes = attribute_vectors(plan, self.transport_ratio)
+            attributes = attribute_vectors(plan, self.transport_ratio)
         return PoolingOutput(pooled, weights, 'position', attributes)
 
     @staticmethod
