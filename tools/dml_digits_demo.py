@@ -97,7 +97,7 @@ def save_pooling_weights(model, dataset_cfg: dict, path: str, per_class: int = 3
     images = torch.stack([torch.from_numpy(dataset.get_data_info(i)['img']) for i in chosen])
     model.eval()
     batch = model.data_preprocessor({'inputs': list(images.permute(0, 3, 1, 2))}, False)
-    weights = model.neck.pool_map_full(model.backbone(batch['inputs'])[-1]).weights
+    weights = model.neck.pool_map(model.backbone(batch['inputs'])[-1]).weights
     titles = [dataset.metainfo['classes'][labels[index]] for index in chosen]
     grid = 'x'.join(map(str, weights.shape[1:]))
     title = f'GSP pooling weights w ({grid} grid, mean 1) over unseen digits'

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from gpo_plugin.models.necks import GPO
+from gpo_plugin.models.necks import GPO, rank_weights
 from gpo_plugin.models.utils import sort_channels_descending, weighted_sum_sorted
 
 
@@ -119,7 +119,7 @@ def fit_pattern(
             sort_channels_descending(features, lengths),
             target_table[lengths - 1, : int(lengths.max())],
         )
-        loss = torch.nn.functional.mse_loss(gpo.pool(features, lengths)[0], target)
+        loss = torch.nn.functional.mse_loss(gpo.pool(features, lengths).pooled, target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -128,7 +128,7 @@ def fit_pattern(
 
     def rmse(sizes: Sequence[int]) -> float:
         with torch.no_grad():
-            learned = gpo.pool_weights(torch.tensor(sizes))
+            learned = rank_weights(gpo, sizes)
         return weight_rmse(learned, target_weight_table(pattern, sizes), sizes)
 
     return PatternResult(pattern, gpo, rmse(seen), rmse(unseen), rmse(beyond))
@@ -160,7 +160,7 @@ def plot(results, path: Path, sizes=(3, 8, 20, 36)) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.2), squeeze=False)
     for ax, result in zip(axes[0], results, strict=True):
         with torch.no_grad():
-            learned = result.gpo.pool_weights(torch.tensor(sizes))
+            learned = rank_weights(result.gpo, sizes)
         target = target_weight_table(result.pattern, sizes)
         for row, n in enumerate(sizes):
             (line,) = ax.plot(range(n), learned[row, :n], label=f'N={n}')

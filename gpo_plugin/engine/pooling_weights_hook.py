@@ -1,4 +1,4 @@
-"""Plot GPO's pooling weights theta against position for each branch, every epoch."""
+"""Plot learned pooling weights over ranks (GPO's theta) for each branch, every epoch."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from gpo_plugin.models.necks.base_set_pooling import BaseSetPooling, rank_weights
 from gpo_plugin.registry import HOOKS
 
 
@@ -18,9 +19,11 @@ class PoolingWeightsHook(Hook):
     """Save a PNG of theta_k (k = 0..N-1) for several set sizes N, one per pooler, after
     each training epoch, and log it to the visualizer (TensorBoard when enabled).
 
-    Poolers are found as sub-modules with a ``pool_weights(lengths)`` method (GPO); the
-    branch name is the module path, e.g. ``img_enc.gpool``. Files go to
-    ``{work_dir}/{out_dir}/epoch_{e}_{branch}.png``.
+    Plotted are the poolers (``BaseSetPooling`` sub-modules) with parameters whose weights
+    are over ranks (``weights_over == 'rank'``: GPO; the fixed max / K-max / average weights
+    are skipped). Their weights come from the pooling contract: a zero input with the wanted
+    set sizes is pooled and ``PoolingOutput.weights`` is read. The branch name is the module
+    path, e.g. ``img_enc.gpool``. Files go to ``{work_dir}/{out_dir}/epoch_{e}_{branch}.png``.
 
     Args:
         set_sizes: set sizes N to draw. Defaults to (5, 10, 20, 36).
@@ -46,9 +49,7 @@ class PoolingWeightsHook(Hook):
         if not self.every_n_epochs(runner, self.interval) or runner.rank != 0:
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        for name, module in model.named_modules():
-            if not callable(getattr(module, 'pool_weights', None)):
-                continue
+        for name, module in learned_rank_poolers(model):
             image = self.plot(module, name, runner.epoch + 1)
             path = osp.join(
                 runner.work_dir,
@@ -60,10 +61,9 @@ class PoolingWeightsHook(Hook):
             runner.visualizer.add_image(f'pooling_weights_{name}', image, step=runner.epoch + 1)
 
     @torch.no_grad()
-    def weights(self, pooler) -> list[np.ndarray]:
-        device = next(pooler.parameters()).device
-        lengths = torch.tensor(self.set_sizes, device=device)
-        table = pooler.pool_weights(lengths).float().cpu().numpy()
+    def weights(self, pooler: BaseSetPooling) -> list[np.ndarray]:
+        """The weights over ranks for each set size, read from pooling zero sets."""
+        table = rank_weights(pooler, self.set_sizes).float().cpu().numpy()
         return [row[:n] for row, n in zip(table, self.set_sizes, strict=True)]
 
     def plot(self, pooler, name: str, epoch: int) -> np.ndarray:
@@ -93,6 +93,17 @@ class PoolingWeightsHook(Hook):
 
         mkdir_or_exist(osp.dirname(path))
         mpimg.imsave(path, image)
+
+
+def learned_rank_poolers(model: torch.nn.Module) -> list[tuple[str, BaseSetPooling]]:
+    """(name, pooler) for every pooler in ``model`` with parameters and weights over ranks."""
+    return [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, BaseSetPooling)
+        and module.weights_over == 'rank'
+        and next(module.parameters(), None) is not None
+    ]
 
 
 def plot_weight_maps(images, weights, titles: Sequence[str], title: str) -> np.ndarray:

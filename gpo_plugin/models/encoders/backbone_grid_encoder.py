@@ -179,4 +179,4 @@ class BackboneGridEncoder(BaseModule):
             lengths = torch.full((batch,), num, dtype=torch.long, device=grid.device)
         features = linear(grid, self.fc.weight, self.fc.bias)
         features = features * length_mask(lengths, num).unsqueeze(-1)
-        return self.gpool.pool_checked(features, lengths)[0]
+        return self.gpool.pool_padded(features, lengths).pooled

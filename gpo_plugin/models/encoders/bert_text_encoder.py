@@ -73,4 +73,4 @@ class BertTextEncoder(BaseModule):
 
     def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
         lengths = check_token_lengths(tokens, lengths, 'BertTextEncoder')
-        return self.gpool.pool_checked(self.embed_tokens(tokens, lengths), lengths)[0]
+        return self.gpool.pool_padded(self.embed_tokens(tokens, lengths), lengths).pooled

@@ -97,4 +97,4 @@ class BiGRUTextEncoder(BaseModule):
 
     def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
         lengths = check_token_lengths(tokens, lengths, 'BiGRUTextEncoder')
-        return self.gpool.pool_checked(self.embed_tokens(tokens, lengths), lengths)[0]
+        return self.gpool.pool_padded(self.embed_tokens(tokens, lengths), lengths).pooled

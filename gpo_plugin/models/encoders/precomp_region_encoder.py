@@ -91,4 +91,4 @@ class PrecompRegionEncoder(BaseModule):
 
     def forward(self, regions: Tensor, lengths: Tensor | None = None) -> Tensor:
         lengths = check_set_input(regions, lengths, 'PrecompRegionEncoder')
-        return self.gpool.pool_checked(self.embed_regions(regions, lengths), lengths)[0]
+        return self.gpool.pool_padded(self.embed_regions(regions, lengths), lengths).pooled

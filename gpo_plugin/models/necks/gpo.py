@@ -17,6 +17,7 @@ from ..utils.set_ops import (
     weighted_sum_sorted,
 )
 from .base_set_pooling import BaseSetPooling
+from .pooling_output import PoolingOutput
 
 
 @MODELS.register_module()
@@ -43,9 +44,13 @@ class GPO(BaseSetPooling):
         init_cfg: mmengine initialisation config. Defaults to None.
 
     Shapes:
-        ``pool``: features (B, L, D), lengths (B,) -> pooled (B, D), weights (B, N_max, 1).
-        ``forward``: tuple of (B, C, H, W) -> tuple of (B, C).
+        ``pool``: features (B, L, D), lengths (B,) -> pooled (B, D), weights theta (B, N_max)
+        over ranks, 0 past each length. ``pool_map``: (B, C, H, W) -> pooled (B, C),
+        weights (B, H*W). ``forward``: tuple of (B, C, H, W) -> tuple of (B, C).
+        ``pool_weights``: lengths (B,) -> theta (B, N_max) alone.
     """
+
+    weights_over = 'rank'
 
     def __init__(
         self,
@@ -73,13 +78,15 @@ class GPO(BaseSetPooling):
         self.linear = nn.Linear(d_hidden, 1, bias=False)
         self._weights_cache: dict[tuple, Tensor] = {}
 
-    def pool_checked(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def pool_padded(self, features: Tensor, lengths: Tensor) -> PoolingOutput:
         weights = self.pool_weights(lengths)
         pooled = weighted_sum_sorted(sort_channels_descending(features, lengths), weights)
-        return pooled, weights.unsqueeze(-1)
+        return PoolingOutput(pooled, weights, 'rank')
 
     def pool_weights(self, lengths: Tensor) -> Tensor:
-        """(B, max(lengths)) weights theta for each sample's set size, 0 past its size."""
+        """theta alone: (B,) valid ``torch.long`` lengths -> (B, max(lengths)) weights over
+        ranks, 0 past each size; the ``weights`` of :meth:`pool` without any features.
+        Generic code reads them from :meth:`pool` instead (``PoolingOutput.weights``)."""
         sizes, which = torch.unique(lengths, return_inverse=True)
         # Weights are always computed in full precision, also under autocast.
         with torch.autocast(device_type=lengths.device.type, enabled=False):

@@ -56,7 +56,7 @@ def check_lengths(
 
     Returns (B,) ``torch.long`` lengths on ``device``; ``None`` means every set is full.
     Each call syncs device to host once: models check a set where it enters and then
-    trust it (``BaseSetPooling.pool_checked``).
+    trust it (``BaseSetPooling.pool_padded``).
     """
     if batch == 0:
         raise ValueError(f'{caller}: the batch holds no samples (B = 0).')
