@@ -136,7 +136,10 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(demo, vse_data, tmp_
         work = tmp_path / f'killed_{workers}'
         assert run_training(args(workers), work, kill_at=kill_at) == -signal.SIGKILL, kill_at
         assert not (work / f'epoch_{epochs}.pth').exists()
+        assert (work / '.train.lock').exists()  # the killed run's lock: stale, taken over
+        (work / '.epoch_2.pth.k3j_x9ab.tmp').write_bytes(b'x' * 4096)  # a write cut by a kill
         assert run_training(args(workers), work, resume=True) == 0
+        assert not list(work.glob('.*.tmp')) and not (work / '.train.lock').exists()
         metrics = final_metrics(work)
         assert metrics.keys() == reference.keys()
         for key, value in reference.items():
