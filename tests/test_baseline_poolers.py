@@ -88,7 +88,7 @@ def test_kmax_rejects_bad_k():
 def test_sorted_channels_gradient(top):
     from torch.autograd import gradcheck, gradgradcheck
 
-    from gpo_plugin.models.utils import sort_channels_descending
+    from gpo_plugin.ops import sort_channels_descending
 
     features = torch.randn(3, 5, 2, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([5, 1, 3])
@@ -110,7 +110,7 @@ def test_kmax_gradient_equals_per_sample_autograd():
 
 
 def test_sorting_never_writes_into_the_callers_memory():
-    from gpo_plugin.models.utils import sort_channels_descending
+    from gpo_plugin.ops import sort_channels_descending
 
     maps = torch.randn(3, 4, 6)  # (B, D, L) contiguous: the (B, L, D) view needs no copy
     original = maps.clone()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpo_plugin.engine.pooling_weights_hook import learned_rank_poolers
 from gpo_plugin.models.necks import (
     GPO,
     GSP,
@@ -21,6 +20,7 @@ from gpo_plugin.models.necks import (
 )
 from gpo_plugin.pml import PoolingEmbedder
 from gpo_plugin.registry import MODELS
+from gpo_plugin.visualization import learned_rank_poolers
 
 C = 6
 

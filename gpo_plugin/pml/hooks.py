@@ -10,12 +10,16 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from gpo_plugin.engine.pooling_weights_hook import (
-    PoolingWeightsHook,
-    learned_rank_poolers,
-    plot_weight_maps,
-)
 from gpo_plugin.models.necks.base_set_pooling import BaseSetPooling
+from gpo_plugin.visualization import (
+    RankWeightPanel,
+    check_set_sizes,
+    draw_position_weights,
+    draw_rank_weights,
+    learned_rank_poolers,
+    rank_weight_curves,
+    save_png,
+)
 
 from .embedder import pool_trunk_output
 
@@ -134,7 +138,7 @@ class PoolingWeightsPMLHook:
         self.images = images
         self.titles = list(titles) if titles is not None else None
         self.record_keeper = record_keeper
-        self.gpo_plotter = PoolingWeightsHook(set_sizes)
+        self.set_sizes = check_set_sizes(set_sizes, 'PoolingWeightsPMLHook')
         self.interval = interval
         self.saved: list[str] = []
 
@@ -144,7 +148,9 @@ class PoolingWeightsPMLHook:
             return
         embedder = _unwrap(trainer.models['embedder'])
         for name, module in learned_rank_poolers(embedder):
-            self.save(self.gpo_plotter.plot(module, name, epoch), name or 'pooler', epoch)
+            curves = rank_weight_curves(module, self.set_sizes)
+            picture = draw_rank_weights([RankWeightPanel(f'{name}, epoch {epoch}', curves)])
+            self.save(picture, name or 'pooler', epoch)
         if self.images is None:
             return
         trunk = _unwrap(trainer.models['trunk'])
@@ -166,11 +172,11 @@ class PoolingWeightsPMLHook:
         titles = self.titles or [str(i) for i in range(len(grey))]
         grid = 'x'.join(map(str, weights.shape[1:]))
         title = f'{type(pooler).__name__} weights ({grid} grid), epoch {epoch}'
-        return plot_weight_maps(grey, weights, titles, title)
+        return draw_position_weights(grey, weights, titles, title)
 
     def save(self, picture, name: str, epoch: int) -> None:
         path = osp.join(self.out_dir, f'epoch_{epoch}_{name.replace(".", "_")}.png')
-        PoolingWeightsHook.save_png(picture, path)
+        save_png(picture, path)
         self.saved.append(path)
         writer = getattr(self.record_keeper, 'tensorboard_writer', None)
         if writer is not None:

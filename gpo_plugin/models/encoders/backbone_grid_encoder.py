@@ -9,10 +9,9 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from gpo_plugin.ops import length_mask
 from gpo_plugin.registry import MODELS
 from gpo_plugin.utils.onednn_linear import linear
-
-from ..utils.set_ops import length_mask
 
 
 def grid_keep_mask(drop_rate: Tensor, drop_seed: Tensor, num_vectors: int) -> Tensor:

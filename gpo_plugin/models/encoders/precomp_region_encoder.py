@@ -8,10 +8,11 @@ import torch
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from gpo_plugin.ops import length_mask
 from gpo_plugin.registry import MODELS
 from gpo_plugin.utils.onednn_linear import linear
 
-from ..utils.set_ops import check_set_input, length_mask
+from ..utils.checks import check_set_input
 
 
 class RegionMLP(nn.Module):

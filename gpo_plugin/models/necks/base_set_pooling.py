@@ -11,7 +11,7 @@ import torch
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from ..utils.set_ops import LengthsLike, check_feature_map, check_set_input
+from ..utils.checks import LengthsLike, check_feature_map, check_set_input
 from .pooling_output import PoolingOutput, WeightsOver
 
 

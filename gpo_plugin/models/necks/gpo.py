@@ -7,15 +7,17 @@ import math
 import torch
 from torch import Tensor, nn
 
-from gpo_plugin.registry import MODELS
-
-from ..utils.packing import pack_rows, packed_positions, pad_packed_rows
-from ..utils.set_ops import (
+from gpo_plugin.ops import (
     length_mask,
-    sinusoid_encoding,
+    pack_rows,
+    packed_positions,
+    pad_packed_rows,
     sort_channels_descending,
     weighted_sum_sorted,
 )
+from gpo_plugin.registry import MODELS
+
+from ..utils.positional_encoding import sinusoid_encoding
 from .base_set_pooling import BaseSetPooling
 from .pooling_output import PoolingOutput
 

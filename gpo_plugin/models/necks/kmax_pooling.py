@@ -5,13 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gpo_plugin.ops import length_mask, sort_channels_descending, weighted_sum_sorted
 from gpo_plugin.registry import MODELS
 
-from ..utils.set_ops import (
-    length_mask,
-    sort_channels_descending,
-    weighted_sum_sorted,
-)
 from .base_set_pooling import BaseSetPooling
 from .pooling_output import PoolingOutput
 

@@ -6,9 +6,9 @@ import math
 
 from torch import Tensor
 
+from gpo_plugin.ops import length_mask
 from gpo_plugin.registry import MODELS
 
-from ..utils.set_ops import length_mask
 from .base_set_pooling import BaseSetPooling
 from .pooling_output import PoolingOutput
 
