@@ -160,9 +160,16 @@ def set_vocab_file(
     else:
         chosen, why = current, 'the config'
     cfg.vocab_file = chosen
-    for _, path in slots:
+    notes = [f'vocabulary: {chosen} (from {why})']
+    for slot, path in slots:
+        if why == 'the config' and slot['vocab_file'] != chosen:
+            notes.append(
+                f'{path}.vocab_file={slot["vocab_file"]} replaced by the top-level '
+                f'vocab_file={chosen} (set that one, or pass --vocab).'
+            )
+            warnings.warn(notes[-1], stacklevel=2)
         _set_path(cfg, path, chosen)
-    return [f'vocabulary: {chosen} (from {why})']
+    return notes
 
 
 def option_vocab(options: dict | None) -> str | None:
