@@ -391,4 +391,4 @@ class _LazyTensor:
         return self.array.ndim
 
     def __getitem__(self, s: slice) -> Tensor:
-        return torch.from_numpy(np.ascontiguousarray(self.array[s], dtype=np.float32))
+        return torch.from_numpy(np.array(self.array[s], dtype=np.float32))  # a writable copy

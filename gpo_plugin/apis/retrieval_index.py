@@ -83,7 +83,9 @@ def chunked_topk(
     best_s = queries.new_empty(len(queries), 0)
     best_i = torch.empty(len(queries), 0, dtype=torch.long)
     for start in range(0, total, chunk_size):
-        part = torch.as_tensor(np.asarray(gallery[start : start + chunk_size]))
+        part = gallery[start : start + chunk_size]
+        if not isinstance(part, Tensor):  # arrays, memory-mapped ones included: a copy
+            part = torch.from_numpy(np.array(part, dtype=np.float32))
         scores = queries @ part.to(queries.dtype).t()
         ids = torch.arange(start, start + len(part))
         best_s, best_i = select_topk(
