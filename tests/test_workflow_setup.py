@@ -208,3 +208,21 @@ def test_train_cli_set_up_flags_end_to_end(tiny_data, tmp_path):
     # 200 captions / 128 = 2 iterations: a line every iteration, not only at the epoch end.
     assert 'Epoch(train) [1][1/2]' in log
     assert list((tmp_path / 'w').rglob('events.out.tfevents*'))
+
+
+@pytest.mark.parametrize(
+    'world, gathers, tail',
+    [
+        (2, True, '= 128; the loss sees all 128 (embeddings gathered across ranks)'),
+        (2, False, "= 128; the loss sees each rank's 64 (head.global_batch=False)"),
+        (1, True, '= 64; the loss sees all 64'),
+    ],
+)
+def test_global_batch_line_says_what_the_loss_sees(world, gathers, tail):
+    runner = SimpleNamespace(
+        cfg=Config(dict(train_dataloader=dict(batch_size=64))),
+        world_size=world,
+        model=SimpleNamespace(head=SimpleNamespace(global_batch=gathers)),
+    )
+    line = cli.global_batch_line(runner)
+    assert line == f'global batch: {world} process(es) x batch_size 64 {tail}'

@@ -259,10 +259,11 @@ def global_batch_line(runner: Runner) -> str:
     line = f'global batch: {world} process(es) x batch_size {batch} = {world * batch}'
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     gathers = getattr(getattr(model, 'head', None), 'global_batch', None)
-    if world == 1 or gathers is None:
+    if gathers is None:
         return line
-    if gathers:
-        return line + f'; the loss sees all {world * batch} (embeddings gathered across ranks)'
+    if world == 1 or gathers:
+        how = ' (embeddings gathered across ranks)' if world > 1 else ''
+        return line + f'; the loss sees all {world * batch}{how}'
     return line + f"; the loss sees each rank's {batch} (head.global_batch=False)"
 
 
