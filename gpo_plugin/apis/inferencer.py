@@ -124,7 +124,9 @@ class VSEInferencer:
             if not any('Load' in t['type'] for t in steps):
                 raise ValueError(
                     "VSEInferencer: the config's test pipeline loads no image files (a "
-                    'precomputed-feature model?); pass region sets (B, N, D) with lengths.'
+                    'precomputed-feature model?); pass region sets: an (N, R, D) array such as '
+                    "np.load('testall_ims.npy', mmap_mode='r'), or a list of (R_i, D) arrays "
+                    '(tools/retrieve.py --ims FILE.npy).'
                 )
             self._image_pipeline = Compose([*steps, dict(type='PackVSEInputs')])
         return self._image_pipeline
