@@ -18,6 +18,7 @@ SCRIPTS = {
         *('--word-dim', '16', '--vocab', '50'),
     ],
     'benchmark_eval.py': ['--images', '60', '--dim', '16', '--fold-size', '20'],
+    'benchmark_test_e2e.py': ['--images', '20'],
     'benchmark_gsp.py': [
         *('--batch', '2', '--channels', '32', '--grid', '3'),
         *('--dim', '16', '--prototypes', '4'),
@@ -47,6 +48,8 @@ def test_script_prints_a_table_with_machine_and_runs(name):
     assert '5 counted runs per method' in out
     table = [line for line in out.splitlines() if line.startswith('|')]
     assert len(table) >= 4, out  # header, rule and at least two compared rows
+    if name == 'benchmark_test_e2e.py':  # the published flow and tools/test.py agree
+        assert 'largest difference 0:' in out, out
     if name == 'benchmark_eval.py':
         assert '| True |' in out and '| False |' not in out
     if name in ('benchmark_metrics.py', 'benchmark_pml_tester.py'):  # values equal PML's

@@ -1,5 +1,6 @@
 """Grid features from raw images: augmentation, encoder recipe, hook, data preprocessor."""
 
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -225,7 +226,8 @@ def test_legacy_and_new_input_names_give_identical_outputs():
         model(dict(regions=regions, img=regions, txt=tokens))
 
 
-def test_embedding_progress_hook_reports_items_per_second(capsys):
+def test_embedding_progress_hook_reports_items_per_second(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stdout, 'isatty', lambda: True)  # the bar is for terminals
     hook = EmbeddingProgressHook()
     loader = SimpleNamespace(dataset=list(range(10)))
     runner = SimpleNamespace(rank=0, test_dataloader=loader)

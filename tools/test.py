@@ -2,7 +2,7 @@
 
 Usage:
     python tools/test.py CONFIG CHECKPOINT [--out results.json] [--work-dir DIR]
-        [--data-root DIR] [--cfg-options k=v ...] [--launcher pytorch]
+        [--data-root DIR] [--vocab FILE] [--cfg-options k=v ...] [--launcher pytorch]
 Prints the metrics (for image–text retrieval, the table in the papers' layout).
 """
 

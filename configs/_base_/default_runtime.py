@@ -5,8 +5,9 @@ custom_imports = dict(imports=['gpo_plugin'], allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
-    # One line every `interval` iterations with loss, lr, time and ETA (the progress display).
-    logger=dict(type='LoggerHook', interval=50),
+    # A line with loss, lr, time and ETA every `interval` iterations, and at least
+    # `lines_per_epoch` lines an epoch on small sets (mmengine's LoggerHook otherwise).
+    logger=dict(type='EpochFractionLoggerHook', interval=50, lines_per_epoch=4),
     param_scheduler=dict(type='ParamSchedulerHook'),
     # mmengine's CheckpointHook with atomic writes (temporary file + rename, old checkpoints
     # removed after the new one is on disk): a kill never leaves nothing to resume from.
@@ -23,7 +24,8 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'),
 )
-# Add dict(type='TensorboardVisBackend') to log scalars (and VSE's theta plots) to TensorBoard.
+# `tools/train.py --tensorboard` (or dict(type='TensorboardVisBackend') here) also logs
+# scalars (and VSE's theta plots) to TensorBoard.
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='mmengine.Visualizer', vis_backends=vis_backends)
 log_processor = dict(by_epoch=True, window_size=50)

@@ -1,8 +1,11 @@
 """What ``tools/train.py`` and ``tools/test.py`` do, as functions (the tools are thin wrappers).
 
 Both take the usual mmpretrain/mmengine flags: a config, ``--work-dir``, ``--cfg-options``,
-``--launcher``, plus ``--data-root`` (sets ``data_root`` of every loader's dataset in one go);
-``train`` adds ``--resume [CKPT]``, ``--amp [--amp-dtype]`` and ``--auto-scale-lr``, ``test`` a
+``--launcher``, plus ``--data-root`` (sets ``data_root`` of every loader's dataset in one go)
+and ``--vocab`` (the BiGRU vocabulary, which otherwise follows ``--data-root``); an unknown
+``--cfg-options`` key is an error, loaders get at most the usable cores as workers
+(:mod:`gpo_plugin.apis.config_setup`). ``train`` adds ``--resume [CKPT]``, ``--amp
+[--amp-dtype]``, ``--auto-scale-lr`` and ``--tensorboard``, and logs the global batch; ``test`` a
 checkpoint, ``--out`` and ``--non-strict``. Both refuse to run with
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` set; ``--resume`` skips broken checkpoints, ``test`` refuses a
 checkpoint of another model. ``--launcher pytorch`` (under ``torchrun``) also works without a GPU:
@@ -23,6 +26,7 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
+from gpo_plugin.apis.config_setup import check_cfg_options, fit_loaders, set_vocab_file
 from gpo_plugin.utils.checkpoints import (
     check_state_dict_matches,
     refuse_unsafe_env,
@@ -40,6 +44,11 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument('--work-dir', help='where logs and checkpoints go')
     parser.add_argument(
         '--data-root', help='set `data_root` of the train/val/test datasets in one go'
+    )
+    parser.add_argument(
+        '--vocab',
+        help="vocabulary JSON of the BiGRU configs (default: the config's `vocab_file`, "
+        'which follows --data-root)',
     )
     parser.add_argument(
         '--cfg-options',
@@ -84,6 +93,11 @@ def train_parser() -> argparse.ArgumentParser:
         '--auto-scale-lr',
         action='store_true',
         help='scale the LR by total batch / auto_scale_lr.base_batch_size',
+    )
+    parser.add_argument(
+        '--tensorboard',
+        action='store_true',
+        help="also log scalars (and VSE's pooling plots) to TensorBoard under the work dir",
     )
     return parser
 
@@ -147,11 +161,21 @@ def load_config(args: argparse.Namespace) -> Config:
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
+    notes = []
     if args.cfg_options:
+        notes += check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     init_cpu_distributed(cfg)
+    notes += set_vocab_file(
+        cfg,
+        vocab=getattr(args, 'vocab', None),
+        data_root=args.data_root,
+        options=args.cfg_options,
+    )
     if args.data_root:
         set_data_root(cfg, args.data_root)
+    notes += fit_loaders(cfg)
+    args.setup_notes = notes
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -167,7 +191,12 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> Config:
         raise SystemExit('--amp-dtype needs --amp.')
     if args.resume == 'auto':
         # The newest loadable checkpoint (a broken `last_checkpoint` is skipped with a warning).
-        cfg.resume, cfg.load_from = True, resolve_resume(cfg.work_dir)
+        latest = resolve_resume(cfg.work_dir)
+        cfg.resume, cfg.load_from = latest is not None, latest
+        if latest is None:
+            args.setup_notes.append(
+                f'--resume: no checkpoint in {cfg.work_dir} yet; training starts from scratch.'
+            )
     elif args.resume is not None:
         safe_torch_load(args.resume, map_location='cpu', mmap=True)  # names a broken file
         cfg.resume, cfg.load_from = True, args.resume
@@ -178,6 +207,11 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> Config:
                 '`auto_scale_lr = dict(base_batch_size=...)`.'
             )
         cfg.auto_scale_lr.enable = True
+    if args.tensorboard:
+        backends = cfg.setdefault('visualizer', dict(type='mmengine.Visualizer'))
+        backends = backends.setdefault('vis_backends', [dict(type='LocalVisBackend')])
+        if not any('Tensorboard' in str(b.get('type')) for b in backends):
+            backends.append(dict(type='TensorboardVisBackend'))
     return cfg
 
 
@@ -212,8 +246,32 @@ def train(argv: Sequence[str] | None = None) -> Runner:
         if lock.stale_message():
             print_log(lock.stale_message(), logger='current', level=logging.WARNING)
         runner = Runner.from_cfg(apply_train_args(cfg, args))
+        log_setup(runner, args.setup_notes + [global_batch_line(runner)])
         runner.train()
     return runner
+
+
+def log_setup(runner: Runner, notes: list[str]) -> None:
+    """The set-up lines of :func:`load_config` in the run's log (rank 0)."""
+    for note in notes:
+        runner.logger.info(note)
+
+
+def global_batch_line(runner: Runner) -> str:
+    """How many pairs one optimisation step sees, and whether the loss sees all of them."""
+    from mmengine.model import is_model_wrapper
+
+    batch = runner.cfg.train_dataloader.get('batch_size', 1)
+    world = runner.world_size
+    line = f'global batch: {world} process(es) x batch_size {batch} = {world * batch}'
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    gathers = getattr(getattr(model, 'head', None), 'global_batch', None)
+    if gathers is None:
+        return line
+    if world == 1 or gathers:
+        how = ' (embeddings gathered across ranks)' if world > 1 else ''
+        return line + f'; the loss sees all {world * batch}{how}'
+    return line + f"; the loss sees each rank's {batch} (head.global_batch=False)"
 
 
 def test(argv: Sequence[str] | None = None) -> dict:
@@ -225,6 +283,7 @@ def test(argv: Sequence[str] | None = None) -> dict:
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
     runner = Runner.from_cfg(cfg)
+    log_setup(runner, args.setup_notes)
     if not args.non_strict:
         check_state_dict_matches(runner.model, args.checkpoint)
     metrics = runner.test()

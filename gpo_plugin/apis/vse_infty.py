@@ -357,6 +357,7 @@ def write_config(
         tokenizer = dict(type='HFTokenizer', path=conversion.model['txt_enc']['pretrained'])
     elif vocab_file is not None:
         tokenizer = dict(type='VocabTokenizer', vocab_file=vocab_file)
+        cfg.vocab_file = vocab_file  # the tools copy the top-level one everywhere
     else:
         tokenizer = None  # ids only: no vocabulary was given
     in_channels = conversion.model['img_enc']['in_channels']

@@ -1,8 +1,9 @@
-"""A progress bar with items/s over the embedding extraction of validation and test."""
+"""A progress display with items/s over the embedding extraction of validation and test."""
 
 from __future__ import annotations
 
 import sys
+import time
 
 from mmengine.hooks import Hook
 from mmengine.utils import ProgressBar
@@ -10,23 +11,66 @@ from mmengine.utils import ProgressBar
 from gpo_plugin.registry import HOOKS
 
 
+class PlainProgress:
+    """Progress as whole lines, one every ``step`` percent: for logs that are files
+    (CI, ``nohup``, cluster jobs), where a bar's carriage returns pile up on one line.
+
+    Args:
+        total: items to process.
+        file: where the lines go.
+        step: percent between two lines.
+    """
+
+    def __init__(self, total: int, file, step: int = 10) -> None:
+        self.total, self.file, self.step = max(total, 1), file, step
+        self.done, self.next_percent, self.start = 0, step, time.perf_counter()
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        percent = 100 * self.done // self.total
+        if percent < self.next_percent:
+            return
+        elapsed = time.perf_counter() - self.start
+        rate = self.done / elapsed if elapsed > 0 else float('inf')
+        self.file.write(
+            f'embedded {self.done}/{self.total} ({min(percent, 100)}%), {rate:.0f} items/s, '
+            f'{elapsed:.0f} s\n'
+        )
+        self.file.flush()
+        self.next_percent = (percent // self.step + 1) * self.step
+
+    def finish(self) -> None:
+        pass
+
+
 @HOOKS.register_module()
 class EmbeddingProgressHook(Hook):
     """Show mmengine's ``ProgressBar`` (done/total, items/s, ETA) while the val/test loop
     embeds its dataset, instead of only a log line every few batches.
 
-    Only rank 0 draws. Counts samples (captions with their images), not batches.
+    Only rank 0 draws. Counts samples (captions with their images), not batches. When
+    stdout is not a terminal (a log file), it prints a plain line every ``step`` percent
+    instead of redrawing the bar.
+
+    Args:
+        step: percent between two lines when stdout is not a terminal. Defaults to 10.
     """
 
     priority = 'VERY_LOW'
 
-    def __init__(self) -> None:
-        self._bar: ProgressBar | None = None
+    def __init__(self, step: int = 10) -> None:
+        self.step = step
+        self._bar: ProgressBar | PlainProgress | None = None
 
     def _start(self, runner, loader) -> None:
-        if runner.rank == 0:
-            # sys.stdout looked up now (not at import), so redirections apply.
-            self._bar = ProgressBar(len(loader.dataset), file=sys.stdout)
+        if runner.rank != 0:
+            return
+        # sys.stdout looked up now (not at import), so redirections apply.
+        out, total = sys.stdout, len(loader.dataset)
+        interactive = getattr(out, 'isatty', lambda: False)()
+        self._bar = (
+            ProgressBar(total, file=out) if interactive else PlainProgress(total, out, self.step)
+        )
 
     def _step(self, data_batch) -> None:
         if self._bar is None:
@@ -36,7 +80,7 @@ class EmbeddingProgressHook(Hook):
         self._bar.update(size)
 
     def _stop(self) -> None:
-        if self._bar is not None:
+        if isinstance(self._bar, ProgressBar):
             self._bar.file.write('\n')
             self._bar.file.flush()
         self._bar = None

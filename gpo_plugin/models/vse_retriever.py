@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from mmengine.model import BaseModel
 from torch import Tensor
 
@@ -89,8 +90,31 @@ class VSERetriever(BaseModel):
         txt = self.encode_text(inputs['txt'], inputs.get('txt_lengths'))
         return self.head(img, txt)
 
+    def predict_embeddings(self, inputs: dict, img_idx: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`extract_feat` encoding each image of the batch once.
+
+        Evaluation loaders yield (image, caption) pairs, so an image comes with each of its
+        captions (5 in a row for COCO); the image branch runs on the first copy of each
+        ``img_idx`` and the embeddings are repeated. In eval mode every sample's embedding
+        depends on that sample only, so the result is the same.
+        """
+        inputs = canonical_vse_inputs(inputs)
+        img_idx = img_idx.to(inputs['img'].device)
+        if 'img_drop_rate' in inputs or self.training or not {'img', 'txt'} <= set(inputs):
+            return self.extract_feat(inputs)
+        unique, inverse = torch.unique(img_idx, return_inverse=True)
+        if len(unique) == len(img_idx):
+            return self.extract_feat(inputs)
+        positions = torch.arange(len(img_idx), device=img_idx.device)
+        first = torch.full_like(unique, len(img_idx)).scatter_reduce_(0, inverse, positions, 'amin')
+        lengths = inputs.get('img_lengths')
+        img = self.encode_image(inputs['img'][first], None if lengths is None else lengths[first])
+        txt = self.encode_text(inputs['txt'], inputs.get('txt_lengths'))
+        return self.head.embed_image(img)[inverse], self.head.embed_text(txt)
+
     def forward(self, inputs: dict, data_samples: dict | None = None, mode: str = 'tensor'):
-        img_emb, txt_emb = self.extract_feat(inputs)
+        if mode != 'predict':
+            img_emb, txt_emb = self.extract_feat(inputs)
         if mode == 'tensor':
             return img_emb, txt_emb
         if mode == 'loss':
@@ -103,6 +127,7 @@ class VSERetriever(BaseModel):
                 raise ValueError(
                     "VSERetriever: mode='predict' needs data_samples with img_idx and cap_idx."
                 )
+            img_emb, txt_emb = self.predict_embeddings(inputs, data_samples['img_idx'])
             img_idx, cap_idx = data_samples['img_idx'].tolist(), data_samples['cap_idx'].tolist()
             return [
                 dict(img_emb=i, txt_emb=t, img_idx=ii, cap_idx=ci)

@@ -18,6 +18,10 @@ SPECIALS = ('<pad>', '<start>', '<end>', '<unk>', '<mask>')
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 
 
+class VocabularyError(ValueError):
+    """A vocabulary file that is not the JSON ``tools/build_vocab.py`` writes."""
+
+
 def split_words(caption: str) -> list[str]:
     """Lower-case a caption and split it into words and punctuation marks."""
     return _WORD_RE.findall(caption.lower())
@@ -43,10 +47,23 @@ def read_vocab(path: str | os.PathLike) -> list[str]:
             f'vocabulary file {path} not found. Build it from the training captions with '
             f'`python tools/build_vocab.py <train_caps.txt> --out {path}`.'
         )
-    with open(path, encoding='utf-8') as f:
-        words = json.load(f).get('words')
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise VocabularyError(
+            f'vocabulary file {path} is not JSON ({err}); give the file written by '
+            f'`python tools/build_vocab.py <train_caps.txt> --out {path}`.'
+        ) from None
+    if not isinstance(data, dict):
+        raise VocabularyError(
+            f'vocabulary file {path} holds a JSON {type(data).__name__}, not an object '
+            '{"words": [...]}; rebuild it with tools/build_vocab.py (a bare word list: wrap '
+            'it as {"words": [...]}).'
+        )
+    words = data.get('words')
     if not isinstance(words, list) or tuple(words[: len(SPECIALS)]) != SPECIALS:
-        raise ValueError(
+        raise VocabularyError(
             f'{path} must hold {{"words": [...]}} starting with the specials '
             f'{list(SPECIALS)}; rebuild it with tools/build_vocab.py.'
         )

@@ -1,6 +1,8 @@
 # BUTD region features (36 x 2048) + BiGRU text (300-d words), GPO on both branches.
-# The vocabulary comes from `tools/build_vocab.py` (threshold 4); keep `vocab_file` equal
-# to the dataset tokenizer's.
+# The vocabulary comes from `tools/build_vocab.py` (threshold 4). The tools copy the
+# top-level `vocab_file` into every `vocab_file` of the config (encoder and tokenizers);
+# `--vocab FILE` replaces it, and it follows `--data-root`.
+vocab_file = 'data/coco/vocab.json'
 model = dict(
     type='VSERetriever',
     img_enc=dict(
@@ -8,7 +10,7 @@ model = dict(
     ),
     txt_enc=dict(
         type='BiGRUTextEncoder',
-        vocab_file='data/coco/vocab.json',
+        vocab_file=vocab_file,
         word_dim=300,
         embed_dim=1024,
         pooling=dict(type='GPO'),

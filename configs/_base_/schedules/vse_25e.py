@@ -9,7 +9,8 @@ optim_wrapper = dict(
 )
 param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[15], gamma=0.1)]
 train_cfg = dict(by_epoch=True, max_epochs=25, val_interval=1)
-val_cfg = dict()
-test_cfg = dict()
+# Evaluation under torch.inference_mode (mmengine's ValLoop/TestLoop otherwise).
+val_cfg = dict(type='InferenceValLoop')
+test_cfg = dict(type='InferenceTestLoop')
 # Used with `tools/train.py --auto-scale-lr` when the total batch differs from 128.
 auto_scale_lr = dict(base_batch_size=128, enable=False)
