@@ -328,13 +328,15 @@ def test_video_configs_build(config, tmp_path):
 
 
 @pytest.mark.slow
-def test_train_and_test_from_the_command_line(tmp_path):
+@pytest.mark.parametrize('config', ['configs/vse_gpo_msrvtt.py', 'configs/vse_gpo_vatex.py'])
+def test_train_and_test_from_the_command_line(config, tmp_path):
     from gpo_plugin.apis import make_video_demo_data
 
     data = make_video_demo_data(tmp_path / 'data', sizes={'trn': 24, 'val': 6, 'tst': 6})
     vocab = str(data / 'annotation/RET/word2int.json')
-    tok = f'dict(type="VocabTokenizer",vocab_file="{vocab}")'
-    files = '["ordered_feature/SA/appearance/{split}_ft.hdf5","ordered_feature/SA/motion/{split}_ft.hdf5"]'
+    files = (
+        '[ordered_feature/SA/appearance/{split}_ft.hdf5,ordered_feature/SA/motion/{split}_ft.hdf5]'
+    )
     options = [
         f'model.txt_enc.vocab_file={vocab}',
         'model.img_enc.in_channels=64',
@@ -350,7 +352,7 @@ def test_train_and_test_from_the_command_line(tmp_path):
     ]
     for loader in ('train', 'val', 'test'):
         options += [
-            f'{loader}_dataloader.dataset.tokenizer={tok}',
+            f'{loader}_dataloader.dataset.tokenizer.vocab_file={vocab}',
             f'{loader}_dataloader.dataset.ft_files={files}',
             f'{loader}_dataloader.dataset.feat_dim=64',
         ]
@@ -358,7 +360,7 @@ def test_train_and_test_from_the_command_line(tmp_path):
     work = tmp_path / 'work'
     common = ['--data-root', str(data), '--work-dir', str(work), '--cfg-options', *options]
     train = subprocess.run(
-        [sys.executable, 'tools/train.py', 'configs/vse_gpo_msrvtt.py', *common],
+        [sys.executable, 'tools/train.py', config, *common],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -371,7 +373,7 @@ def test_train_and_test_from_the_command_line(tmp_path):
         [
             sys.executable,
             'tools/test.py',
-            'configs/vse_gpo_msrvtt.py',
+            config,
             str(work / 'epoch_1.pth'),
             '--out',
             str(out),
