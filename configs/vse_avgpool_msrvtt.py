@@ -5,4 +5,7 @@ model = dict(
     txt_enc=dict(pooling=dict(_delete_=True, type='AvgPooling')),
 )
 # No GPO left to plot.
-custom_hooks = [dict(type='HardestNegativeHook', warmup_epochs=0), dict(type='EmbeddingProgressHook')]
+custom_hooks = [
+    dict(type='HardestNegativeHook', warmup_epochs=0),
+    dict(type='EmbeddingProgressHook'),
+]

@@ -79,7 +79,10 @@ def main() -> None:
     start = time.time()
     data_dir = str(ensure_video_demo_data(args.data_dir))
     results, models = {}, {}
-    for name, config in (('GPO', 'vse_gpo_video_demo.py'), ('AvgPooling', 'vse_avgpool_video_demo.py')):
+    for name, config in (
+        ('GPO', 'vse_gpo_video_demo.py'),
+        ('AvgPooling', 'vse_avgpool_video_demo.py'),
+    ):
         results[name], models[name] = run(config, osp.join(args.work_dir, name.lower()), data_dir)
     for name, metrics in results.items():
         print(f'\n== {name} over frames and words (BiGRU text), demo tst ==')

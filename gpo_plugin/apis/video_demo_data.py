@@ -2,8 +2,8 @@
 
 Each "video" has 12-48 frames of two feature types (HDF5 files concatenated along the
 feature axis, as HGR's appearance + motion features). It shows 2-3 actions drawn from a
-fixed list; each action fills a short run of 1-3 consecutive frames with its signature
-plus noise, and every other frame is strong background clutter that no caption names.
+fixed list; each action fills a short run of 1-2 consecutive frames with its signature
+plus noise, and every other frame is background clutter, twice as strong, that no caption names.
 Captions name one or two of the video's actions with a few templates, so the same text
 often describes several videos (the protocol's duplicate captions). The informative
 frames are a few among many: averaging dilutes them, a pooler that weights the largest
@@ -64,7 +64,7 @@ def make_video(
     actions = rng.choice(len(ACTIONS), size=int(rng.integers(2, 4)), replace=False)
     labels = -1 - rng.choice(NUM_CLUTTER, size=num_frames)  # clutter everywhere first
     for action in actions:
-        run = int(rng.integers(1, 4))
+        run = int(rng.integers(1, 3))
         start = int(rng.integers(0, num_frames - run + 1))
         labels[start : start + run] = action
     bases = np.where(labels[:, None] >= 0, signatures[np.maximum(labels, 0)], clutter[-1 - labels])
@@ -92,7 +92,7 @@ def make_video_demo_data(
     rng = np.random.default_rng(seed)
     dim = sum(FEATURE_DIMS.values())
     signatures = rng.standard_normal((len(ACTIONS), dim)).astype(np.float32)
-    clutter = 1.5 * rng.standard_normal((NUM_CLUTTER, dim)).astype(np.float32)
+    clutter = 2.0 * rng.standard_normal((NUM_CLUTTER, dim)).astype(np.float32)
     ref_captions: dict[str, list[str]] = {}
     for d in ('public_split', 'annotation/RET'):
         (out / d).mkdir(parents=True, exist_ok=True)
