@@ -391,3 +391,17 @@ def test_train_and_test_from_the_command_line(config, tmp_path):
     keys = {k.split('/')[-1] for k in metrics}
     assert {'t2v_R@1', 'v2t_R@10', 't2v_medr', 'v2t_meanr', 'rsum'} <= keys
     assert 'text-to-video' in test.stdout + test.stderr
+
+
+def test_hdf5_handles_open_lazily_per_process(tmp_path):
+    import pickle
+
+    raw = _write_hgr(tmp_path)
+    ds = _hgr_dataset(tmp_path)
+    assert ds.frames._handles is None  # closed after the check: forked workers open their own
+    first = ds.get_data_info(2)['regions']
+    assert ds.frames._handles is not None
+    clone = pickle.loads(pickle.dumps(ds))  # what a spawned worker receives
+    assert clone.frames._handles is None
+    np.testing.assert_array_equal(clone.get_data_info(2)['regions'], first)
+    np.testing.assert_array_equal(first, np.concatenate(raw['b/c'], axis=1))
