@@ -90,10 +90,13 @@ def main() -> None:
     thetas = frame_theta(models['GPO'].img_enc.gpool, SET_SIZES)
     path = osp.join(args.work_dir, 'theta_frames.png')
     plot_theta(thetas, path)
-    print('\nGPO theta over sorted frame positions (first 4 and last of each size):')
+    print('\nGPO theta over the sorted frame positions (0 = largest value):')
     for theta in thetas:
-        head = ' '.join(f'{v:5.2f}' for v in theta[:4])
-        print(f'  T = {len(theta):2d}: {head} ... {theta[-1]:5.2f}')
+        peak, half = int(np.argmax(theta)), len(theta) // 2
+        print(
+            f'  T = {len(theta):2d}: peak at position {peak} (theta {theta[peak]:.2f}); '
+            f'{100 * theta[half:].sum():.0f} % of the weight on the lower half'
+        )
     print(f'\n[demo-video] done in {time.time() - start:.0f} s; theta plot: {path}')
 
 

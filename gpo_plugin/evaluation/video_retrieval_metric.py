@@ -113,9 +113,9 @@ def format_video_table(
 ) -> str:
     """HGR's layout: T->V and V->T R@1/5/10, MedR, MeanR, then RSUM."""
     head = ' '.join(f'{c:>7}' for c in _COLUMNS)
+    sizes = f'{num_videos} videos, {num_texts} distinct captions, ' if num_videos else ''
     lines = [
-        f'Video-text retrieval ({num_videos} videos, {num_texts} distinct captions, '
-        f'ties: {tie_rule})',
+        f'Video-text retrieval ({sizes}ties: {tie_rule})',
         f'{"text-to-video":^39} | {"video-to-text":^39} | {"RSUM":>6}',
         f'{head}  | {head}  |',
     ]
