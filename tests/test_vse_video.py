@@ -405,3 +405,22 @@ def test_hdf5_handles_open_lazily_per_process(tmp_path):
     assert clone.frames._handles is None
     np.testing.assert_array_equal(clone.get_data_info(2)['regions'], first)
     np.testing.assert_array_equal(first, np.concatenate(raw['b/c'], axis=1))
+
+
+def test_pickled_name_list_is_refused(tmp_path):
+    _write_hgr(tmp_path)
+    np.save(tmp_path / 'public_split/tst_names.npy', np.array(NAMES, dtype=object))
+    with pytest.raises(ValueError, match=r'tst_names\.npy is not a plain string array'):
+        _hgr_dataset(tmp_path)
+
+
+def test_demo_theta_helpers(tmp_path):
+    from run_video_demo import frame_theta, plot_theta
+
+    gpo = MODELS.build(dict(type='GPO'))
+    thetas = frame_theta(gpo, (3, 7))
+    assert [len(t) for t in thetas] == [3, 7]
+    for theta in thetas:
+        assert theta.sum() == pytest.approx(1.0, abs=1e-5) and (theta >= 0).all()
+    plot_theta(thetas, str(tmp_path / 'theta.png'))
+    assert (tmp_path / 'theta.png').stat().st_size > 0

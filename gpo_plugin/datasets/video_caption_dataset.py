@@ -146,7 +146,14 @@ def read_names(path: Path) -> list[str]:
             'public_split/{split}_names.npy) or `data_root`.'
         )
     if path.suffix == '.npy':
-        names = [str(n) for n in np.load(path, allow_pickle=False).reshape(-1)]
+        try:
+            names = [str(n) for n in np.load(path, allow_pickle=False).reshape(-1)]
+        except ValueError as err:  # an object array: loading it would unpickle
+            raise ValueError(
+                f'VideoCaptionDataset: {path} is not a plain string array ({err}); it is not '
+                'unpickled. If you trust the file, convert it once: np.save(path, '
+                'np.load(path, allow_pickle=True).astype(str)).'
+            ) from None
     else:
         names = [line.strip() for line in path.read_text(encoding='utf-8').splitlines()]
         names = [n for n in names if n]
