@@ -74,14 +74,21 @@ def multi_gt_ranks(
     gt_at_best = torch.zeros(num_q, dtype=torch.long)
     gt_at_best.index_add_(0, gt_query, (gt_scores == best[gt_query]).long())
     ranks = torch.empty(num_q, dtype=torch.long)
+    queries, by_query = torch.arange(num_q), None
     for lo in range(0, num_q, chunk_size):
         block, top = scores[lo : lo + chunk_size], best[lo : lo + chunk_size, None]
         higher = (block > top).sum(dim=1)
         tied_other = (block == top).sum(dim=1) - gt_at_best[lo : lo + chunk_size]
         ranks[lo : lo + chunk_size] = higher + tied_other if tie_rule == 'pessimistic' else higher
         if tie_rule == 'published':
-            for q in (torch.nonzero(tied_other > 0).flatten() + lo).tolist():
-                ranks[q] = argsort_rank(scores[q], gt_memory[gt_query == q])
+            tied = (torch.nonzero(tied_other > 0).flatten() + lo).tolist()
+            if tied and by_query is None:  # each query's ground truths, contiguous
+                order = torch.argsort(gt_query, stable=True)
+                by_query = (gt_memory[order], torch.searchsorted(gt_query[order], queries))
+            for q in tied:
+                start = int(by_query[1][q])
+                stop = int(by_query[1][q + 1]) if q + 1 < num_q else len(gt_query)
+                ranks[q] = argsort_rank(scores[q], by_query[0][start:stop])
     return ranks
 
 
