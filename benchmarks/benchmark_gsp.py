@@ -14,7 +14,7 @@ import torch
 from harness import add_common_args, describe_run, setup, time_interleaved
 from torch import nn
 
-from gpo_plugin.models.necks import GSP
+from gpo_plugin.models.necks import GSP, PoolingOutput
 from gpo_plugin.models.utils.partial_transport import (
     attribute_vectors,
     partial_transport,
@@ -35,6 +35,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--gamma', type=float, default=5.0)
     add_common_args(parser, repeats=20, warmup=3)
     return parser.parse_args()
+
+
+def pooled_and_attributes(out: PoolingOutput) -> tuple[torch.Tensor, torch.Tensor]:
+    return out.pooled, out.attributes
 
 
 def fwd_bwd(fn, probes: list[torch.Tensor]):
@@ -70,7 +74,7 @@ def main() -> None:
             t.grad = None
 
     necks = {
-        'GSP (exact solve, implicit backward)': lambda: gsp.pool_map_full(maps)[:2],
+        'GSP (exact solve, implicit backward)': lambda: pooled_and_attributes(gsp.pool_map(maps)),
         'GSP unrolled, 100 iterations, autograd': lambda: unrolled_gsp(gsp, maps)[:2],
         'Linear per position + avg (1x1 conv, GAP)': lambda: (
             linear(maps.flatten(2).transpose(1, 2)).mean(1),
@@ -106,7 +110,7 @@ def main() -> None:
         before_each=lambda: setattr(cost, 'grad', None),
     )
     with torch.no_grad():
-        a, u = gsp.pool_map_full(maps), unrolled_gsp(gsp, maps)
+        a, u = gsp.pool_map(maps), unrolled_gsp(gsp, maps)
         diff_pooled = (a.pooled - u[0]).abs().max().item()
         diff_weights = (a.weights - u[2]).abs().max().item()
 

@@ -32,16 +32,16 @@ BASELINE = 'published VSE∞ GPO class (packed BiGRU per batch, -10000 padding, 
 def pooling_methods(gpo: GPO, gpo_packed: GPO) -> dict[str, Callable]:
     """name -> pool(features, lengths) returning the pooled (B, D)."""
     return {
-        'GPO': lambda x, n: gpo.pool(x, n)[0],
-        "GPO, gru_impl='packed' (nn.GRU)": lambda x, n: gpo_packed.pool(x, n)[0],
+        'GPO': lambda x, n: gpo.pool(x, n).pooled,
+        "GPO, gru_impl='packed' (nn.GRU)": lambda x, n: gpo_packed.pool(x, n).pooled,
         BASELINE: lambda x, n: published_gpo(gpo, x, n)[0],
         'BiGRU per sample in one batch, -inf padding': lambda x, n: batched_reference_gpo(
             gpo, x, n
         )[0],
         'Python loop per sample': lambda x, n: per_sample_gpo(gpo, x, n)[0],
-        'average': lambda x, n: AvgPooling().pool(x, n)[0],
-        'max': lambda x, n: MaxPooling().pool(x, n)[0],
-        'K-max (K=20)': lambda x, n: KMaxPooling(k=20).pool(x, n)[0],
+        'average': lambda x, n: AvgPooling().pool(x, n).pooled,
+        'max': lambda x, n: MaxPooling().pool(x, n).pooled,
+        'K-max (K=20)': lambda x, n: KMaxPooling(k=20).pool(x, n).pooled,
     }
 
 

@@ -119,12 +119,14 @@ def breakdown(model, optim_wrapper, packed: list[dict], args) -> dict[str, float
             lambda: img.embed_regions(data['img'], data['img_lengths'])
         ),
         'image branch: GPO': backward_of(
-            lambda: img.gpool.pool(leaf(regions), data['img_lengths'])
+            lambda: img.gpool.pool(leaf(regions), data['img_lengths']).pooled
         ),
         f'text branch: embedding + BiGRU (gru_impl={txt.gru_impl!r})': backward_of(
             lambda: txt.embed_tokens(data['txt'], data['txt_lengths'])
         ),
-        'text branch: GPO': backward_of(lambda: txt.gpool.pool(leaf(words), data['txt_lengths'])),
+        'text branch: GPO': backward_of(
+            lambda: txt.gpool.pool(leaf(words), data['txt_lengths']).pooled
+        ),
         'head: l2-norm + hinge loss': backward_of(
             lambda: model.head.loss(*model.head(leaf(img_emb), leaf(txt_emb)))['loss']
         ),

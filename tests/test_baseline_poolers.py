@@ -35,23 +35,26 @@ def top_k_mean(k):
 )
 def test_masked_pooling_equals_per_sample(pooler, expected):
     features, lengths = batch_with_garbage_padding()
-    pooled, weights = pooler.pool(features, lengths)
+    out = pooler.pool(features, lengths)
+    pooled, weights = out.pooled, out.weights
     torch.testing.assert_close(pooled, per_sample(expected, features, lengths))
-    torch.testing.assert_close(weights.sum(dim=1).squeeze(-1), torch.ones(6))
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(6))
+    assert out.weights_over == 'rank'
 
 
 def test_kmax_weights_are_uniform_over_top_k():
-    _, weights = KMaxPooling(k=3).pool(*batch_with_garbage_padding())
-    assert weights[0, :, 0].tolist()[:1] == [1.0]
-    torch.testing.assert_close(weights[1, :4, 0], torch.tensor([1 / 3, 1 / 3, 1 / 3, 0.0]))
+    weights = KMaxPooling(k=3).pool(*batch_with_garbage_padding()).weights
+    assert weights[0].tolist()[:1] == [1.0]
+    torch.testing.assert_close(weights[1, :4], torch.tensor([1 / 3, 1 / 3, 1 / 3, 0.0]))
 
 
 def test_gem_masked_matches_formula_and_mmpretrain_on_maps():
     features, lengths = batch_with_garbage_padding()
     features = features.abs()
     gem = GeMPooling(p=3.0)
-    pooled, weights = gem.pool(features, lengths)
-    assert weights is None
+    out = gem.pool(features, lengths)
+    pooled, weights = out.pooled, out.weights
+    assert weights is None and out.weights_over is None
     expected = per_sample(
         lambda x: x.clamp(min=1e-6).pow(3).mean(dim=0).pow(1 / 3), features, lengths
     )
@@ -59,7 +62,7 @@ def test_gem_masked_matches_formula_and_mmpretrain_on_maps():
 
     maps = torch.rand(2, 4, 3, 3)
     torch.testing.assert_close(gem(maps), GeneralizedMeanPooling(p=3.0)(maps))
-    torch.testing.assert_close(gem.pool(maps.flatten(2).transpose(1, 2))[0], gem(maps))
+    torch.testing.assert_close(gem.pool(maps.flatten(2).transpose(1, 2)).pooled, gem(maps))
 
 
 def test_average_maps_delegate_to_mmpretrain():
@@ -85,7 +88,7 @@ def test_kmax_rejects_bad_k():
 def test_sorted_channels_gradient(top):
     from torch.autograd import gradcheck, gradgradcheck
 
-    from gpo_plugin.models.utils import sort_channels_descending
+    from gpo_plugin.ops import sort_channels_descending
 
     features = torch.randn(3, 5, 2, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([5, 1, 3])
@@ -98,7 +101,7 @@ def test_kmax_gradient_equals_per_sample_autograd():
     features.requires_grad_(True)
     upstream = torch.randn(6, 5)
     ours = torch.autograd.grad(
-        (KMaxPooling(k=3).pool(features, lengths)[0] * upstream).sum(), features
+        (KMaxPooling(k=3).pool(features, lengths).pooled * upstream).sum(), features
     )[0]
     reference = torch.autograd.grad(
         (per_sample(top_k_mean(3), features, lengths) * upstream).sum(), features
@@ -107,7 +110,7 @@ def test_kmax_gradient_equals_per_sample_autograd():
 
 
 def test_sorting_never_writes_into_the_callers_memory():
-    from gpo_plugin.models.utils import sort_channels_descending
+    from gpo_plugin.ops import sort_channels_descending
 
     maps = torch.randn(3, 4, 6)  # (B, D, L) contiguous: the (B, L, D) view needs no copy
     original = maps.clone()

@@ -38,9 +38,9 @@ def test_padding_never_leaks_into_output_or_gradient(name, poison):
     for b, n in enumerate(lengths.tolist()):
         clean[b, n:] = 0
         poisoned[b, n:] = poison
-    expected = pooler.pool(clean, lengths)[0]
+    expected = pooler.pool(clean, lengths).pooled
     poisoned.requires_grad_(True)
-    pooled = pooler.pool(poisoned, lengths)[0]
+    pooled = pooler.pool(poisoned, lengths).pooled
     assert torch.equal(pooled, expected), name
     pooled.sum().backward()
     assert torch.isfinite(poisoned.grad).all()
@@ -59,7 +59,7 @@ def test_gem_map_and_set_forms_agree(p, clamp):
     if not clamp:
         maps = maps.abs() + 0.01  # without the clamp, negatives^p is NaN in both forms
     from_map = gem(maps)
-    from_set = gem.pool(maps.flatten(2).transpose(1, 2))[0]
+    from_set = gem.pool(maps.flatten(2).transpose(1, 2)).pooled
     torch.testing.assert_close(from_set, from_map, rtol=1e-5, atol=1e-6)
     expected = maps.flatten(2).double()
     if clamp:
@@ -104,10 +104,10 @@ def test_gsp_refuses_non_finite_features_at_prototype_init(source):
     before = gsp.prototypes.detach().clone()
     row = r'row 2\)' if source == 'pooled' else r'row \d+\)'
     with pytest.raises(ValueError, match=r'GSP: the embeddings collected .* non-finite .*' + row):
-        gsp.pool_map_full(maps)
+        gsp.pool_map(maps)
     assert torch.equal(gsp.prototypes.detach(), before) and not bool(gsp.prototypes_initialised)
     maps[2, 1, 0, 1] = 0.5  # a clean batch then initialises normally
-    gsp.pool_map_full(maps)
+    gsp.pool_map(maps)
     assert bool(gsp.prototypes_initialised) and torch.isfinite(gsp.prototypes).all()
     with pytest.raises(ValueError, match='init_prototypes: embeddings hold non-finite'):
         gsp.init_prototypes(torch.full((4, 3), math.inf))

@@ -52,17 +52,19 @@ def test_hand_computed_weights_and_pooled(size):
     ordered = features[0].sort(dim=0, descending=True).values
     expected_pooled = sum(t * ordered[k] for k, t in enumerate(expected_theta))
 
-    pooled, weights = gpo.pool(features, torch.tensor([size]))
+    out = gpo.pool(features, torch.tensor([size]))
+    pooled, weights = out.pooled, out.weights
 
-    torch.testing.assert_close(weights[0, :, 0], torch.tensor(expected_theta), atol=1e-6, rtol=0)
+    torch.testing.assert_close(weights[0], torch.tensor(expected_theta), atol=1e-6, rtol=0)
     torch.testing.assert_close(pooled[0], expected_pooled, atol=1e-5, rtol=0)
 
 
 def test_size_one_is_the_element_itself():
     features = torch.randn(4, 5, 8)
-    pooled, weights = GPO().pool(features, torch.ones(4, dtype=torch.long))
+    out = GPO().pool(features, torch.ones(4, dtype=torch.long))
+    pooled, weights = out.pooled, out.weights
     torch.testing.assert_close(pooled, features[:, 0])
-    assert weights.shape == (4, 1, 1) and torch.all(weights == 1)
+    assert weights.shape == (4, 1) and torch.all(weights == 1)
 
 
 def test_positional_encoding_matches_design():
@@ -83,7 +85,9 @@ def test_parameters_and_published_state_dict_keys():
     checkpoint = {f'gpool.{k}': v.clone() for k, v in source.state_dict().items()}
     gpo.load_state_dict({k[len('gpool.') :]: v for k, v in checkpoint.items()})
     features, lengths = torch.randn(3, 6, 4), torch.tensor([6, 2, 4])
-    torch.testing.assert_close(gpo.pool(features, lengths)[0], source.pool(features, lengths)[0])
+    torch.testing.assert_close(
+        gpo.pool(features, lengths).pooled, source.pool(features, lengths).pooled
+    )
 
 
 def random_batch(batch=9, set_len=12, dim=6):
@@ -97,10 +101,11 @@ def test_equals_per_sample_formulation_with_gradients():
     gpo = GPO()
     features, lengths = random_batch()
     features.requires_grad_(True)
-    pooled, weights = gpo.pool(features, lengths)
+    out = gpo.pool(features, lengths)
+    pooled, weights = out.pooled, out.weights
     ref_pooled, ref_weights = per_sample_gpo(gpo, features, lengths)
     torch.testing.assert_close(pooled, ref_pooled, atol=1e-5, rtol=0)
-    torch.testing.assert_close(weights, ref_weights, atol=1e-5, rtol=0)
+    torch.testing.assert_close(weights.unsqueeze(-1), ref_weights, atol=1e-5, rtol=0)
 
     upstream = torch.randn_like(pooled)
     ours = torch.autograd.grad((pooled * upstream).sum(), [features, *gpo.parameters()])
@@ -114,10 +119,11 @@ def test_equals_vse_style_batched_formulation():
     the GRU's gradients (GPO runs the GRU step by step instead)."""
     gpo = GPO()
     features, lengths = random_batch()
-    pooled, weights = gpo.pool(features, lengths)
+    out = gpo.pool(features, lengths)
+    pooled, weights = out.pooled, out.weights
     ref_pooled, ref_weights = batched_reference_gpo(gpo, features, lengths)
     torch.testing.assert_close(pooled, ref_pooled, atol=1e-5, rtol=0)
-    torch.testing.assert_close(weights, ref_weights, atol=1e-6, rtol=0)
+    torch.testing.assert_close(weights.unsqueeze(-1), ref_weights, atol=1e-6, rtol=0)
     ours = torch.autograd.grad(weights.pow(2).sum(), list(gpo.parameters()))
     refs = torch.autograd.grad(ref_weights.pow(2).sum(), list(gpo.parameters()))
     for mine, ref in zip(ours, refs, strict=True):
@@ -126,9 +132,9 @@ def test_equals_vse_style_batched_formulation():
 
 def test_weights_are_a_distribution_with_zero_padding():
     features, lengths = random_batch()
-    _, weights = GPO().pool(features, lengths)
-    assert weights.shape == (9, int(lengths.max()), 1)
-    torch.testing.assert_close(weights.sum(dim=1).squeeze(-1), torch.ones(9))
+    weights = GPO().pool(features, lengths).weights
+    assert weights.shape == (9, int(lengths.max()))
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(9))
     for b, n in enumerate(lengths.tolist()):
         assert torch.all(weights[b, n:] == 0)
 
@@ -139,19 +145,21 @@ def test_permutation_invariance_within_sets():
     shuffled = features.clone()
     for b, n in enumerate(lengths.tolist()):
         shuffled[b, :n] = features[b, torch.randperm(n)]
-    torch.testing.assert_close(gpo.pool(shuffled, lengths)[0], gpo.pool(features, lengths)[0])
+    torch.testing.assert_close(
+        gpo.pool(shuffled, lengths).pooled, gpo.pool(features, lengths).pooled
+    )
 
 
 def test_independent_of_batch_composition_and_padding_content():
     gpo = GPO()
     features, lengths = random_batch()
-    batched = gpo.pool(features, lengths)[0]
+    batched = gpo.pool(features, lengths).pooled
     garbage = features.clone()
     for b, n in enumerate(lengths.tolist()):
         garbage[b, n:] = float('nan') if b % 2 else 1e30
-    torch.testing.assert_close(gpo.pool(garbage, lengths)[0], batched)
+    torch.testing.assert_close(gpo.pool(garbage, lengths).pooled, batched)
     for b in range(len(lengths)):
-        alone = gpo.pool(features[b : b + 1, : lengths[b]], lengths[b : b + 1])[0]
+        alone = gpo.pool(features[b : b + 1, : lengths[b]], lengths[b : b + 1]).pooled
         torch.testing.assert_close(alone[0], batched[b], atol=1e-6, rtol=0)
 
 
@@ -159,7 +167,7 @@ def test_values_below_minus_ten_thousand_pool_correctly():
     gpo = GPO().double()
     features, lengths = random_batch()
     features = features.double() * 1e3 - 1e6
-    pooled = gpo.pool(features, lengths)[0]
+    pooled = gpo.pool(features, lengths).pooled
     torch.testing.assert_close(pooled, per_sample_gpo(gpo, features, lengths)[0], atol=1e-6, rtol=0)
     assert torch.all(pooled < -9e5)
 
@@ -168,7 +176,7 @@ def test_nan_stays_in_its_sample():
     features, lengths = random_batch()
     features[3, 0, 2] = float('nan')
     lengths[3] = max(int(lengths[3]), 1)
-    pooled = GPO().pool(features, lengths)[0]
+    pooled = GPO().pool(features, lengths).pooled
     assert torch.isnan(pooled[3]).any()
     others = torch.cat([pooled[:3], pooled[4:]])
     assert torch.isfinite(others).all()
@@ -190,15 +198,15 @@ def test_gradcheck_float64():
 def test_eval_cache_matches_and_is_invalidated():
     gpo = GPO()
     features, lengths = random_batch()
-    train_out = gpo.pool(features, lengths)[0].detach()
+    train_out = gpo.pool(features, lengths).pooled.detach()
     gpo.eval()
     with torch.no_grad():
-        first = gpo.pool(features, lengths)[0]
+        first = gpo.pool(features, lengths).pooled
         assert len(gpo._weights_cache) == len(torch.unique(lengths))
-        second = gpo.pool(features, lengths)[0]
+        second = gpo.pool(features, lengths).pooled
         gpo.load_state_dict(GPO().state_dict())
         assert not gpo._weights_cache
-        changed = gpo.pool(features, lengths)[0]
+        changed = gpo.pool(features, lengths).pooled
     torch.testing.assert_close(first, train_out)
     torch.testing.assert_close(second, first)
     assert not torch.allclose(changed, first)
@@ -214,13 +222,16 @@ def test_autocast_weights_in_fp32_and_outputs_finite(dtype):
     gpo = GPO()
     features, lengths = random_batch()
     with torch.autocast('cpu', dtype=dtype):
-        pooled, weights = gpo.pool(features.to(dtype), lengths)
+        out = gpo.pool(features.to(dtype), lengths)
+        pooled, weights = out.pooled, out.weights
         pooled.float().sum().backward()
     assert weights.dtype == torch.float32
-    torch.testing.assert_close(weights, gpo.pool(features, lengths)[1])
+    torch.testing.assert_close(weights, gpo.pool(features, lengths).weights)
     assert torch.isfinite(pooled).all()
     assert all(torch.isfinite(p.grad).all() for p in gpo.parameters())
-    torch.testing.assert_close(pooled.float(), gpo.pool(features, lengths)[0], atol=0.1, rtol=0.02)
+    torch.testing.assert_close(
+        pooled.float(), gpo.pool(features, lengths).pooled, atol=0.1, rtol=0.02
+    )
 
 
 def test_neck_conventions():
@@ -229,10 +240,10 @@ def test_neck_conventions():
     outs = gpo(maps)
     assert isinstance(outs, tuple) and [o.shape for o in outs] == [(2, 5), (2, 7)]
     flat = maps[0].flatten(2).transpose(1, 2)
-    torch.testing.assert_close(outs[0], gpo.pool(flat)[0])
+    torch.testing.assert_close(outs[0], gpo.pool(flat).pooled)
     torch.testing.assert_close(gpo(maps[0]), outs[0])
     features, lengths = random_batch()
-    torch.testing.assert_close(gpo(features, lengths), gpo.pool(features, lengths)[0])
+    torch.testing.assert_close(gpo(features, lengths), gpo.pool(features, lengths).pooled)
 
 
 @pytest.mark.parametrize(
@@ -261,7 +272,7 @@ def test_list_lengths_are_accepted():
     features = torch.randn(2, 3, 4)
     gpo = GPO()
     torch.testing.assert_close(
-        gpo.pool(features, [1, 3])[0], gpo.pool(features, torch.tensor([1, 3]))[0]
+        gpo.pool(features, [1, 3]).pooled, gpo.pool(features, torch.tensor([1, 3])).pooled
     )
 
 

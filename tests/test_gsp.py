@@ -77,9 +77,9 @@ def test_full_module_gradcheck_and_unrolled_reference():
     assert torch.autograd.gradcheck(
         lambda x, p, w: _functional_gsp(gsp, x, p, w), (maps, proto, weight)
     )
-    ours = gsp.pool_map_full(maps)
+    out = gsp.pool_map(maps)
     ref = unrolled_gsp(gsp, maps, iterations=3000)
-    for mine, theirs in zip(ours, ref, strict=True):
+    for mine, theirs in zip((out.pooled, out.attributes, out.weights), ref, strict=True):
         torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-12)
 
 
@@ -93,7 +93,8 @@ def _functional_gsp(gsp, x, proto, weight):
 def test_mu_one_is_exactly_global_average_pooling():
     gsp = GSP(8, 5, num_prototypes=4, transport_ratio=1.0, kcenter_init=False)
     maps = torch.randn(3, 8, 4, 4)
-    pooled, _, weights = gsp.pool_map_full(maps)
+    out = gsp.pool_map(maps)
+    pooled, weights = out.pooled, out.weights
     assert torch.equal(weights, torch.ones_like(weights))
     torch.testing.assert_close(pooled, gsp.proj(maps.mean((2, 3))), rtol=1e-6, atol=1e-6)
 
@@ -103,7 +104,9 @@ def test_outputs_shapes_simplex_and_weight_range():
     maps = torch.randn(3, 8, 4, 2)
     (pooled,) = gsp((maps,))
     assert pooled.shape == (3, 5)
-    pooled2, attributes, weights = gsp.pool_map_full(maps)
+    out = gsp.pool_map(maps)
+    assert out.weights_over == 'position'
+    pooled2, attributes, weights = out.pooled, out.attributes, out.weights
     torch.testing.assert_close(pooled2, pooled)
     assert attributes.shape == (3, 4) and weights.shape == (3, 4, 2)
     assert (attributes >= 0).all()
@@ -119,7 +122,8 @@ def test_outputs_shapes_simplex_and_weight_range():
 def test_numerically_safe_large_gamma_any_scale(scale):
     gsp = GSP(8, 6, num_prototypes=16, transport_ratio=0.3, gamma=50.0, kcenter_init=False)
     maps = (torch.randn(4, 8, 5, 5) * scale).requires_grad_()
-    pooled, attributes, weights = gsp.pool_map_full(maps)
+    out = gsp.pool_map(maps)
+    pooled, attributes, weights = out.pooled, out.attributes, out.weights
     (pooled.sum() + attributes.pow(2).sum()).backward()
     for t in (pooled, attributes, weights, maps.grad, gsp.prototypes.grad):
         assert torch.isfinite(t).all()
@@ -129,7 +133,8 @@ def test_numerically_safe_large_gamma_any_scale(scale):
 def test_fp32_inside_autocast():
     gsp = GSP(8, 6, num_prototypes=4, kcenter_init=False)
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        pooled, attributes, weights = gsp.pool_map_full(torch.randn(2, 8, 3, 3).bfloat16())
+        out = gsp.pool_map(torch.randn(2, 8, 3, 3).bfloat16())
+    pooled, attributes, weights = out.pooled, out.attributes, out.weights
     assert pooled.dtype == attributes.dtype == weights.dtype == torch.float32
     torch.testing.assert_close(weights.mean((1, 2)), torch.ones(2))
 

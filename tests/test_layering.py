@@ -11,13 +11,15 @@ PACKAGE = ROOT / 'gpo_plugin'
 # Lower layers never import higher ones; peers of one layer never import each other.
 LAYERS = {
     'utils': 0,
+    'ops': 1,
     'registry': 1,
     'models': 2,
     'datasets': 2,
     'evaluation': 2,
-    'engine': 3,
-    'apis': 4,
-    'pml': 4,
+    'visualization': 3,
+    'engine': 4,
+    'apis': 5,
+    'pml': 5,
 }
 
 

@@ -7,7 +7,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from gpo_plugin.models.encoders import BiGRUTextEncoder
 from gpo_plugin.models.necks import GPO
-from gpo_plugin.models.utils.packing import pack_rows, packed_positions, pad_packed_rows
+from gpo_plugin.ops.packing import pack_rows, packed_positions, pad_packed_rows
 
 LENGTHS = {
     'unsorted with ties': [3, 7, 1, 7, 4],

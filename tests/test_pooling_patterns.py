@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from gpo_plugin.models.necks import rank_weights
+
 from pooling_patterns import fit_pattern, target_weight_table, weight_rmse
 
 
@@ -33,7 +35,7 @@ def test_rmse_counts_only_valid_positions():
 def test_short_fit_learns_the_pattern(pattern):
     result = fit_pattern(pattern, seen=[1, 2, 3, 5, 8], unseen=[4, 6], beyond=[10], steps=200)
     untrained = weight_rmse(
-        result.gpo.__class__().eval().pool_weights(torch.tensor([1, 2, 3, 5, 8])).detach(),
+        rank_weights(result.gpo.__class__().eval(), [1, 2, 3, 5, 8]).detach(),
         target_weight_table(pattern, [1, 2, 3, 5, 8]),
         [1, 2, 3, 5, 8],
     )

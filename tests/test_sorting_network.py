@@ -5,7 +5,8 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 from gpo_plugin.models.necks import GPO
-from gpo_plugin.models.utils import set_ops
+from gpo_plugin.ops import sorting
+from gpo_plugin.ops.rank_weighted_sum import weighted_sum_sorted
 
 from references.gpo import per_sample_gpo, published_gpo
 
@@ -16,7 +17,7 @@ def test_network_sorts_every_size_like_torch_sort(size):
     values[:, 0] = torch.randn(size, 7)
     values[0, 1, 0] = -torch.inf
     expected = values.sort(dim=0, descending=True).values
-    ordered, source = set_ops.network_sort(values.clone())
+    ordered, source = sorting.network_sort(values.clone())
     assert torch.equal(ordered, expected)
     # The source rows point at the values that ended up in each rank.
     assert torch.equal(values.gather(0, source.long()), ordered)
@@ -24,13 +25,13 @@ def test_network_sorts_every_size_like_torch_sort(size):
 
 def test_network_comparator_count_is_batchers():
     # Batcher's odd-even merge sort: 19 comparators for 8 inputs, 63 for 16, 191 for 32.
-    assert [len(set_ops.sorting_network(n)) for n in (8, 16, 32)] == [19, 63, 191]
-    assert set_ops.sorting_network(1) == ()
+    assert [len(sorting.sorting_network(n)) for n in (8, 16, 32)] == [19, 63, 191]
+    assert sorting.sorting_network(1) == ()
 
 
 def test_network_rejects_non_contiguous_input():
     with pytest.raises(ValueError, match='contiguous'):
-        set_ops.network_sort(torch.randn(5, 4).t())
+        sorting.network_sort(torch.randn(5, 4).t())
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def force(monkeypatch):
     """Choose the sorting path regardless of size, for small test tensors."""
 
     def choose(use_network: bool) -> None:
-        monkeypatch.setattr(set_ops, 'use_sorting_network', lambda *_: use_network)
+        monkeypatch.setattr(sorting, 'use_sorting_network', lambda *_: use_network)
 
     return choose
 
@@ -47,7 +48,7 @@ def force(monkeypatch):
 @pytest.mark.parametrize('top', [None, 2, 5])
 def test_network_path_equals_sort_path_with_gradients(force, monkeypatch, top, slice_bytes):
     if slice_bytes is not None:  # the backward scatters index slice by index slice
-        monkeypatch.setattr(set_ops, 'MAX_SLICE_BYTES', slice_bytes)
+        monkeypatch.setattr(sorting, 'MAX_SLICE_BYTES', slice_bytes)
     features = torch.randn(4, 7, 6)
     lengths = torch.tensor([7, 3, 5, 1])
     upstream = torch.randn(4, 6, min(top or 7, 7))
@@ -55,7 +56,7 @@ def test_network_path_equals_sort_path_with_gradients(force, monkeypatch, top, s
     for use_network in (True, False):
         force(use_network)
         x = features.clone().requires_grad_()
-        out = set_ops.sort_channels_descending(x, lengths, top)
+        out = sorting.sort_channels_descending(x, lengths, top)
         (out * upstream).sum().backward()
         results.append((out.detach(), x.grad))
     assert torch.equal(results[0][0], results[1][0])
@@ -66,11 +67,11 @@ def test_network_path_equals_sort_path_with_gradients(force, monkeypatch, top, s
 @pytest.mark.parametrize('top', [None, 3])
 def test_network_path_gradcheck_and_double_backward(force, monkeypatch, top):
     force(True)
-    monkeypatch.setattr(set_ops, 'MAX_SLICE_BYTES', 2 * 5 * 4 * 8)  # slices of 2 samples
+    monkeypatch.setattr(sorting, 'MAX_SLICE_BYTES', 2 * 5 * 4 * 8)  # slices of 2 samples
     features = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([5, 2, 4])
-    assert gradcheck(lambda x: set_ops.sort_channels_descending(x, lengths, top), (features,))
-    assert gradgradcheck(lambda x: set_ops.sort_channels_descending(x, lengths, top), (features,))
+    assert gradcheck(lambda x: sorting.sort_channels_descending(x, lengths, top), (features,))
+    assert gradgradcheck(lambda x: sorting.sort_channels_descending(x, lengths, top), (features,))
 
 
 def test_weighted_sum_on_the_network_layout_gradcheck_and_double_backward(force):
@@ -80,9 +81,9 @@ def test_weighted_sum_on_the_network_layout_gradcheck_and_double_backward(force)
     lengths = torch.tensor([5, 2, 4])
 
     def pooled(x, w):
-        return set_ops.weighted_sum_sorted(set_ops.sort_channels_descending(x, lengths), w)
+        return weighted_sum_sorted(sorting.sort_channels_descending(x, lengths), w)
 
-    assert set_ops.sort_channels_descending(features, lengths).stride(1) == 1  # network memory
+    assert sorting.sort_channels_descending(features, lengths).stride(1) == 1  # network memory
     assert gradcheck(pooled, (features, weights))
     assert gradgradcheck(pooled, (features, weights))
     # Same values and gradients as the torch.sort path's plain bmm.
@@ -99,7 +100,7 @@ def test_network_path_leaves_the_callers_memory_alone(force):
     force(True)
     features = torch.randn(2, 6, 3)
     before = features.clone()
-    set_ops.sort_channels_descending(features, torch.tensor([6, 4]))
+    sorting.sort_channels_descending(features, torch.tensor([6, 4]))
     assert torch.equal(features, before)
 
 
@@ -107,10 +108,10 @@ def test_gpo_at_benchmark_scale_uses_the_network_and_matches_references():
     # 128 x 256 columns: above the threshold, so the default path is the network.
     features = torch.randn(128, 36, 256)
     lengths = torch.randint(20, 37, (128,))
-    assert set_ops.use_sorting_network(features, 36)
+    assert sorting.use_sorting_network(features, 36)
     gpo = GPO()
     x = features.clone().requires_grad_()
-    pooled = gpo.pool(x, lengths)[0]
+    pooled = gpo.pool(x, lengths).pooled
     pooled.sum().backward()
     ref_x = features.clone().requires_grad_()
     ref = per_sample_gpo(gpo, ref_x, lengths)[0]

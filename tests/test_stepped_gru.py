@@ -6,7 +6,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from gpo_plugin.models.encoders import BiGRUTextEncoder
-from gpo_plugin.models.utils.stepped_gru import stepped_gru
+from gpo_plugin.ops.stepped_gru import stepped_gru
 from gpo_plugin.utils import onednn_linear
 from gpo_plugin.utils.onednn_linear import onednn_routing
 

@@ -14,6 +14,7 @@ from mmengine.config import Config
 
 from gpo_plugin.apis import cli, make_demo_data
 from gpo_plugin.engine import CPUBf16AmpOptimWrapper
+from gpo_plugin.models.necks import rank_weights
 from gpo_plugin.utils.vocab import build_vocab_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +69,7 @@ def test_amp_on_cpu_trains_in_bfloat16_with_finite_losses(tiny_data, tmp_path, m
             )
         )
         # GPO's weights and the l2-normalised embeddings, hence the loss, stay float32
-        assert model.img_enc.gpool.pool_weights(torch.tensor([5, 3])).dtype == torch.float32
+        assert rank_weights(model.img_enc.gpool, [5, 3]).dtype == torch.float32
         assert img.dtype == txt.dtype == torch.float32
 
 

@@ -14,6 +14,7 @@ from mmengine.runner import load_checkpoint
 from gpo_plugin.apis.vse_infty import map_keys, resnet_config
 from gpo_plugin.datasets.text_tokenizers import HFTokenizer, VocabTokenizer
 from gpo_plugin.registry import MODELS
+from gpo_plugin.utils.checkpoints import UnsafeCheckpointError
 from gpo_plugin.utils.pretrained import resolve_pretrained
 from gpo_plugin.utils.vocab import split_words
 
@@ -188,7 +189,7 @@ def test_refuses_unknown_keys_and_pickled_objects(bigru_checkpoint, tmp_path):
     ckpt['opt'] = Fraction(1, 3)  # any global beyond argparse.Namespace is refused
     evil = tmp_path / 'pickled_object.pth'
     torch.save(ckpt, evil)
-    with pytest.raises(Exception, match='Weights only load failed'):
+    with pytest.raises(UnsafeCheckpointError, match=r'pickled_object.pth .*GLOBAL fractions'):
         convert_main([str(evil), str(tmp_path / 'y.pth')])
 
 

@@ -12,6 +12,7 @@ from gpo_plugin.models import VSERetriever
 from gpo_plugin.models.encoders import BiGRUTextEncoder, PrecompRegionEncoder
 from gpo_plugin.models.losses import ContrastiveLoss
 from gpo_plugin.registry import MODELS
+from gpo_plugin.visualization import rank_weight_curves
 
 # Tiny embeddings whose similarity matrix S = im @ s.T is easy to work out by hand:
 # im = [[1, 0], [0, 1]], s = [[0.6, 0.8], [1, 0]] -> S = [[0.6, 1.0], [0.8, 0.0]].
@@ -197,7 +198,7 @@ def test_pooling_weights_hook_writes_png_per_branch(tmp_path):
         save_dir=str(tmp_path / 'vis'),
     )
     hook = PoolingWeightsHook(set_sizes=(3, 7))
-    theta = hook.weights(model.img_enc.gpool)
+    theta = rank_weight_curves(model.img_enc.gpool, hook.set_sizes)
     expected = model.img_enc.gpool.pool_weights(torch.tensor([3, 7]))
     np.testing.assert_allclose(theta[1], expected[1].detach().numpy(), rtol=1e-6)
     assert len(theta[0]) == 3 and theta[0].sum() == pytest.approx(1.0, abs=1e-5)

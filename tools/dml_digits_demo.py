@@ -88,8 +88,8 @@ def format_table(rows: dict[tuple[str, str], list[tuple[dict, float]]]) -> str:
 @torch.no_grad()
 def save_pooling_weights(model, dataset_cfg: dict, path: str, per_class: int = 3) -> None:
     """Test images (top) and GSP's pooling weights over the feature grid (bottom)."""
-    from gpo_plugin.engine.pooling_weights_hook import PoolingWeightsHook, plot_weight_maps
     from gpo_plugin.registry import DATASETS
+    from gpo_plugin.visualization import draw_position_weights, save_png
 
     dataset = DATASETS.build(dict(dataset_cfg, pipeline=[]))
     labels = dataset.get_gt_labels()
@@ -97,12 +97,11 @@ def save_pooling_weights(model, dataset_cfg: dict, path: str, per_class: int = 3
     images = torch.stack([torch.from_numpy(dataset.get_data_info(i)['img']) for i in chosen])
     model.eval()
     batch = model.data_preprocessor({'inputs': list(images.permute(0, 3, 1, 2))}, False)
-    weights = model.neck.pool_map_full(model.backbone(batch['inputs'])[-1]).weights
+    weights = model.neck.pool_map(model.backbone(batch['inputs'])[-1]).weights
     titles = [dataset.metainfo['classes'][labels[index]] for index in chosen]
     grid = 'x'.join(map(str, weights.shape[1:]))
     title = f'GSP pooling weights w ({grid} grid, mean 1) over unseen digits'
-    picture = plot_weight_maps(images[..., 0], weights, titles, title)
-    PoolingWeightsHook.save_png(picture, path)
+    save_png(draw_position_weights(images[..., 0], weights, titles, title), path)
 
 
 def main() -> None:

@@ -3,6 +3,9 @@ with their embeddings concatenated (4 x 128-d -> 512-d). Prints a markdown table
 
     python tools/dml_mlrc_test.py configs/dml_gsp_cub_mlrc.py \
         work_dirs/cub_fold0/best.pth work_dirs/cub_fold1/best.pth ... [--work-dir DIR]
+
+Checkpoints may be paths or any URL mmengine loads (http(s)://, torchvision://, ...); every one is
+read with ``weights_only=True`` (gpo_plugin.utils.checkpoints).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from gpo_plugin.evaluation.mlrc import concatenated_metrics, extract_embeddings
+from gpo_plugin.utils.checkpoints import refuse_unsafe_env
 
 COLUMNS = (
     ('MAP@R', 'mean_average_precision_at_r'),
@@ -21,12 +25,13 @@ COLUMNS = (
 )
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    refuse_unsafe_env('dml_mlrc_test.py')
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('checkpoints', nargs='+', help='one checkpoint per fold')
     parser.add_argument('--work-dir', default='work_dirs/mlrc_test')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cfg = Config.fromfile(args.config)
     cfg.work_dir = args.work_dir
     runner = Runner.from_cfg(cfg)

@@ -21,8 +21,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from gpo_plugin.models.necks import GPO
-from gpo_plugin.models.utils import sort_channels_descending, weighted_sum_sorted
+from gpo_plugin.models.necks import GPO, rank_weights
+from gpo_plugin.ops import sort_channels_descending, weighted_sum_sorted
+from gpo_plugin.visualization import (
+    RankWeightPanel,
+    draw_rank_weights,
+    rank_weight_curves,
+    save_png,
+)
 
 
 def _average(k: Tensor, n: int) -> Tensor:
@@ -119,7 +125,7 @@ def fit_pattern(
             sort_channels_descending(features, lengths),
             target_table[lengths - 1, : int(lengths.max())],
         )
-        loss = torch.nn.functional.mse_loss(gpo.pool(features, lengths)[0], target)
+        loss = torch.nn.functional.mse_loss(gpo.pool(features, lengths).pooled, target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -128,7 +134,7 @@ def fit_pattern(
 
     def rmse(sizes: Sequence[int]) -> float:
         with torch.no_grad():
-            learned = gpo.pool_weights(torch.tensor(sizes))
+            learned = rank_weights(gpo, sizes)
         return weight_rmse(learned, target_weight_table(pattern, sizes), sizes)
 
     return PatternResult(pattern, gpo, rmse(seen), rmse(unseen), rmse(beyond))
@@ -152,25 +158,15 @@ def parse_args() -> argparse.Namespace:
 
 
 def plot(results, path: Path, sizes=(3, 8, 20, 36)) -> None:
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.2), squeeze=False)
-    for ax, result in zip(axes[0], results, strict=True):
-        with torch.no_grad():
-            learned = result.gpo.pool_weights(torch.tensor(sizes))
-        target = target_weight_table(result.pattern, sizes)
-        for row, n in enumerate(sizes):
-            (line,) = ax.plot(range(n), learned[row, :n], label=f'N={n}')
-            ax.plot(range(n), target[row, :n], '--', color=line.get_color(), alpha=0.6)
-        ax.set(title=result.pattern, xlabel='k (sorted position)', ylabel='θ')
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle('GPO weights (solid) vs true pooling weights (dashed)')
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    panels = []
+    for result in results:
+        target = target_weight_table(result.pattern, sizes).numpy()
+        references = [row[:n] for row, n in zip(target, sizes, strict=True)]
+        panels.append(
+            RankWeightPanel(result.pattern, rank_weight_curves(result.gpo, sizes), references)
+        )
+    title = 'GPO weights (solid) vs true pooling weights (dashed)'
+    save_png(draw_rank_weights(panels, title, dpi=110), str(path))
 
 
 def main() -> int:

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from gpo_plugin.models.necks.gpo import GPO
-from gpo_plugin.models.utils.set_ops import sinusoid_encoding
+from gpo_plugin.models.utils import sinusoid_encoding
 
 
 def per_sample_gpo_weights(gpo: GPO, size: int) -> Tensor:

@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import os
 import os.path as osp
 from collections.abc import Sequence
 
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from gpo_plugin.utils.checkpoints import (
@@ -27,6 +29,7 @@ from gpo_plugin.utils.checkpoints import (
     resolve_resume,
     safe_torch_load,
 )
+from gpo_plugin.utils.work_dir_lock import WorkDirLock, is_rank_zero
 
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -204,8 +207,12 @@ def train(argv: Sequence[str] | None = None) -> Runner:
     """``tools/train.py``: build the Runner from the config and train."""
     args = train_parser().parse_args(argv)
     refuse_unsafe_env('train.py')
-    runner = Runner.from_cfg(apply_train_args(load_config(args), args))
-    runner.train()
+    cfg = load_config(args)
+    with WorkDirLock(cfg.work_dir, enabled=is_rank_zero()) as lock:  # one training per dir
+        if lock.stale_message():
+            print_log(lock.stale_message(), logger='current', level=logging.WARNING)
+        runner = Runner.from_cfg(apply_train_args(cfg, args))
+        runner.train()
     return runner
 
 

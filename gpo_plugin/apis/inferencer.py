@@ -19,6 +19,7 @@ from torch.nn.utils.rnn import pad_sequence
 from gpo_plugin.datasets.text_tokenizers import build_caption_tokenizer
 from gpo_plugin.datasets.vse_collate import vse_collate
 from gpo_plugin.registry import MODELS
+from gpo_plugin.utils.checkpoints import safe_torch_load
 
 # Transforms of a test pipeline that act on captions only (left out for images).
 _TEXT_TRANSFORMS = {'RandomWordAugment', 'PackVSEInputs'}
@@ -78,7 +79,7 @@ class VSEInferencer:
         path = Path(checkpoint)
         if not path.is_file():
             raise FileNotFoundError(f'VSEInferencer: checkpoint {path} not found.')
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+        ckpt = safe_torch_load(path, map_location='cpu')  # names and describes a refused file
         state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
         if not isinstance(state, dict):
             raise ValueError(

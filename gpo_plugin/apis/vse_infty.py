@@ -22,6 +22,7 @@ import torch
 from mmengine.config import Config
 from torch import Tensor
 
+from gpo_plugin.utils.checkpoints import safe_torch_load
 from gpo_plugin.utils.vocab import SPECIALS, save_vocab
 
 # (published prefix, our prefix) per encoder kind, tried in order.
@@ -109,8 +110,7 @@ def load_published(path: str | os.PathLike) -> dict:
     allowed) and check its layout."""
     if not Path(path).is_file():
         raise FileNotFoundError(f'convert_vse_infty: checkpoint {path} not found.')
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    ckpt = safe_torch_load(path, map_location='cpu', extra_globals=[argparse.Namespace])
     model = ckpt.get('model') if isinstance(ckpt, dict) else None
     if not (isinstance(model, list | tuple) and len(model) == 2):
         raise ValueError(

@@ -9,8 +9,12 @@ temporary name in the same directory, flushes it to disk and renames it over the
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import os.path as osp
+import re
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,29 +22,101 @@ from pathlib import Path
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook
+from mmengine.logging import print_log
 
 from gpo_plugin.registry import HOOKS
+from gpo_plugin.utils.work_dir_lock import live_holder
 
 ATOMIC_BACKEND = 'gpo_atomic_local'
+
+
+class DiskFullError(OSError):
+    """No space left for a checkpoint (``errno`` ENOSPC), naming the file and the space it
+    needs."""
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` holds either its old or its new content,
     whatever moment the process dies at."""
+    atomic_stream(path, lambda f: f.write(data), size=len(data))
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)`` through :func:`atomic_stream` (no copy in memory)."""
+    import torch
+
+    atomic_stream(path, lambda f: torch.save(obj, f))
+
+
+def atomic_stream(path: str | os.PathLike, write, size: int | None = None) -> None:
+    """Call ``write(file)`` on a temporary file next to ``path``, flush it to disk and rename
+    it over ``path``; the result has the permissions an ordinary ``open(path, 'wb')`` gives
+    (0666 less the umask, not ``mkstemp``'s 0600). A full disk raises :class:`DiskFullError`
+    naming ``path`` and the room needed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, 'wb') as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
+        written = osp.getsize(tmp) if osp.exists(tmp) else 0
         if osp.exists(tmp):
             os.unlink(tmp)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise _disk_full(path, size, written) from None
         raise
     _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _disk_full(path: Path, size: int | None, written: int) -> DiskFullError:
+    free = shutil.disk_usage(path.parent).free
+    old = path.stat().st_size if path.exists() else 0
+    if size is not None:
+        need = f'{_mib(size)} for the new file'
+    else:
+        need = f'at least {_mib(max(written, old))} for the new file ({_mib(written)} written)'
+    keep = f', while the previous {_mib(old)} stays until the rename' if old else ''
+    return DiskFullError(
+        errno.ENOSPC,
+        f'no space left on the device writing checkpoint {path}: an atomic save needs room '
+        f'for two copies, {need}{keep}; {_mib(free)} free in {path.parent}. Free some space, '
+        'lower max_keep_ckpts, or save to another --work-dir.',
+    )
+
+
+def _mib(size: int) -> str:
+    return f'{size / 2**20:.1f} MiB'
+
+
+# `.{name}.{8 random characters}.tmp`: what mkstemp above makes for a checkpoint or pointer.
+_TEMPORARY = re.compile(r'^\.(?P<target>.+\.pth|last_checkpoint)\.[A-Za-z0-9_]{8}\.tmp$')
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> tuple[int, int]:
+    """Delete the temporaries :func:`atomic_stream` left for checkpoints and pointers in
+    ``directory`` when a run was killed mid-write. Call only when no other live run writes
+    there. Returns (files removed, bytes freed)."""
+    count = freed = 0
+    directory = Path(directory)
+    if not directory.is_dir():
+        return count, freed
+    for entry in directory.iterdir():
+        if _TEMPORARY.match(entry.name) and entry.is_file():
+            freed += entry.stat().st_size
+            entry.unlink(missing_ok=True)
+            count += 1
+    return count, freed
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -118,6 +194,33 @@ class AtomicCheckpointHook(CheckpointHook):
         super().before_train(runner)
         if self._atomic:
             self.file_backend = _DeferredRemoval(self.file_backend)
+            if is_main_process():
+                self._remove_stale_temporaries(runner)
+
+    def _remove_stale_temporaries(self, runner) -> None:
+        """Temporaries of writes a killed run left; only when no other live run holds the
+        work dir (its writes in flight look the same)."""
+        holder = live_holder(runner.work_dir)
+        if holder is not None:
+            print_log(
+                f'AtomicCheckpointHook: {holder} holds {runner.work_dir}; leaving temporary '
+                'files alone.',
+                logger='current',
+                level=logging.WARNING,
+            )
+            return
+        folders = {osp.abspath(str(self.out_dir)), osp.abspath(runner.work_dir)}
+        count = freed = 0
+        for folder in folders:
+            removed = remove_stale_temporaries(folder)
+            count, freed = count + removed[0], freed + removed[1]
+        if count:
+            print_log(
+                f'AtomicCheckpointHook: removed {count} temporary file(s) ({_mib(freed)}) left '
+                'by interrupted checkpoint writes.',
+                logger='current',
+                level=logging.WARNING,
+            )
 
     @contextmanager
     def _removals_after_writes(self):

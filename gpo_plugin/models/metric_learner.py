@@ -9,12 +9,16 @@ from torch import Tensor
 
 from gpo_plugin.registry import MODELS
 
+from .necks.base_set_pooling import BaseSetPooling
+
 
 @MODELS.register_module()
 class MetricLearner(ImageClassifier):
     """``ImageClassifier`` whose ``predict`` gives embeddings (``MetricLearningHead``) and whose
-    ``loss`` asks the neck for attribute vectors when the head has a zero-shot loss: a neck
-    offers them through ``pool_map_full(map) -> (pooled, attributes, weights)`` (GSP does).
+    ``loss`` hands the neck's attribute vectors to the head when it has a zero-shot loss: the
+    neck pools the backbone's last map with ``pool_map`` and ``PoolingOutput.attributes`` goes
+    to the head. A neck that declares no attributes (``gives_attributes``; GSP has them) is
+    refused when the model is built.
 
     Same arguments as :class:`mmpretrain.models.ImageClassifier`; ``neck`` and ``head`` are
     required.
@@ -22,19 +26,23 @@ class MetricLearner(ImageClassifier):
 
     def __init__(self, backbone: dict, neck: dict, head: dict, **kwargs) -> None:
         super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)
-        if getattr(self.head, 'needs_attributes', False) and not self.neck_gives_attributes:
-            raise ValueError(
-                f'MetricLearner: head.zero_shot_loss needs attribute vectors, but the '
-                f'neck {type(self.neck).__name__} gives none; use '
-                "neck=dict(type='GSP', ...) or remove head.zero_shot_loss."
-            )
+        pooler = isinstance(self.neck, BaseSetPooling)
+        if getattr(self.head, 'needs_attributes', False) and not (
+            pooler and self.neck.gives_attributes
+        ):
+            raise self._no_attributes_error()
 
-    @property
-    def neck_gives_attributes(self) -> bool:
-        return callable(getattr(self.neck, 'pool_map_full', None))
+    def _no_attributes_error(self) -> ValueError:
+        return ValueError(
+            f'MetricLearner: head.zero_shot_loss needs attribute vectors, but the '
+            f'neck {type(self.neck).__name__} gives none; use '
+            "neck=dict(type='GSP', ...) or remove head.zero_shot_loss."
+        )
 
     def loss(self, inputs: Tensor, data_samples: list[DataSample]) -> dict:
         if not getattr(self.head, 'needs_attributes', False):
             return super().loss(inputs, data_samples)
-        pooled, attributes, _ = self.neck.pool_map_full(self.backbone(inputs)[-1])
-        return self.head.loss((pooled,), data_samples, attributes=(attributes,))
+        out = self.neck.pool_map(self.backbone(inputs)[-1])
+        if out.attributes is None:
+            raise self._no_attributes_error()
+        return self.head.loss((out.pooled,), data_samples, attributes=(out.attributes,))

@@ -2,6 +2,7 @@
 zero-shot loss around any PML loss, a trainer feeding it, a faster ``AccuracyCalculator``,
 hooks, a class-disjoint sampler and a config-driven runner (docs/pml.md)."""
 
+from . import checkpointing  # noqa: F401  (PML's model loading safe, its saving atomic)
 from .accuracy import KNNAccuracyCalculator
 from .data import ClassDisjointPMLSampler, PMLDataset
 from .embedder import FeatureMapTrunk, PoolingEmbedder, feature_map_trunk

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gpo_plugin.models.necks.base_set_pooling import BaseSetPooling
+from gpo_plugin.models.necks.pooling_output import PoolingOutput
 from gpo_plugin.registry import MODELS
 
 TrunkOutput = Tensor | tuple | list | dict
@@ -56,26 +57,20 @@ class PoolingEmbedder(nn.Module):
         self.in_channels, self.embed_dim, self.normalize = in_channels, embed_dim, normalize
         self.projection = nn.Linear(pooled_dim, embed_dim) if pooled_dim != embed_dim else None
 
-    @property
-    def gives_attributes(self) -> bool:
-        return callable(getattr(self.pooler, 'pool_full', None))
-
     def forward(self, trunk_output: TrunkOutput, return_attributes: bool = False):
-        features, lengths = _split_trunk_output(trunk_output)
-        attributes = None
-        if return_attributes and self.gives_attributes:
-            out = (
-                self.pooler.pool_map_full(features)
-                if features.dim() == 4
-                else self.pooler.pool_full(features, lengths)
-            )
-            pooled, attributes = out.pooled, out.attributes
-        else:
-            pooled = self.pooler(features, lengths)
-        embeddings = self.projection(pooled) if self.projection is not None else pooled
+        out = pool_trunk_output(self.pooler, trunk_output)
+        embeddings = self.projection(out.pooled) if self.projection is not None else out.pooled
         if self.normalize:
             embeddings = F.normalize(embeddings, dim=1)
-        return (embeddings, attributes) if return_attributes else embeddings
+        return (embeddings, out.attributes) if return_attributes else embeddings
+
+
+def pool_trunk_output(pooler: BaseSetPooling, trunk_output: TrunkOutput) -> PoolingOutput:
+    """Pool a trunk's output (see :class:`PoolingEmbedder`) with ``pool_map`` or ``pool``."""
+    features, lengths = _split_trunk_output(trunk_output)
+    if features.dim() == 4 and lengths is None:
+        return pooler.pool_map(features)
+    return pooler.pool(features, lengths)
 
 
 def _fill_pooler_cfg(cfg: dict, in_channels: int, embed_dim: int) -> dict:

@@ -1,5 +1,6 @@
-"""Hooks for PML's trainers: pooling-weight pictures per epoch and GSP's prototype
-initialisation, composable with ``logging_presets.HookContainer``'s hooks."""
+"""Hooks for PML's trainers: pooling-weight pictures per epoch and the data-dependent
+initialisation of poolers (GSP's prototypes), composable with ``logging_presets.HookContainer``'s
+hooks."""
 
 from __future__ import annotations
 
@@ -9,10 +10,18 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from gpo_plugin.engine.pooling_weights_hook import PoolingWeightsHook, plot_weight_maps
-from gpo_plugin.models.necks.gsp import GSP
+from gpo_plugin.models.necks.base_set_pooling import BaseSetPooling
+from gpo_plugin.visualization import (
+    RankWeightPanel,
+    check_set_sizes,
+    draw_position_weights,
+    draw_rank_weights,
+    learned_rank_poolers,
+    rank_weight_curves,
+    save_png,
+)
 
-from .embedder import _split_trunk_output
+from .embedder import pool_trunk_output
 
 Hook = Callable[[object], object]
 
@@ -37,15 +46,15 @@ def _unwrap(model: nn.Module) -> nn.Module:
 def init_gsp_prototypes(
     trunk: nn.Module, embedder: nn.Module, dataloader, device=None, max_batches: int = 100
 ) -> int:
-    """k-center initialisation of every not yet initialised GSP in ``embedder`` from the
-    first training batches (pooled projected features of as many images as it has
-    prototypes), before any optimizer step. Returns the number of batches used.
+    """Initialise every pooler in ``embedder`` that ``awaits_data_init`` (GSP: k-center of
+    its prototypes over the pooled projected features of as many images as it has prototypes)
+    from the first training batches, before any optimizer step. Returns the number of
+    batches used.
 
     GSP does the same by itself during its first training forwards; call this before
     ``trainer.train`` to do it with the trunk in eval mode, or use :class:`GSPPrototypeInit`.
     """
-    pending = [m for m in _unwrap(embedder).modules() if isinstance(m, GSP)]
-    pending = [m for m in pending if not bool(m.prototypes_initialised)]
+    pending = _awaiting_init(embedder)
     used = 0
     if not pending:
         return used
@@ -53,23 +62,27 @@ def init_gsp_prototypes(
     was_training = trunk.training
     trunk.eval()
     for batch in dataloader:
-        features, lengths = _split_trunk_output(trunk(batch[0].to(device)))
-        if features.dim() == 4:
-            features = features.flatten(2).transpose(1, 2)
-        for gsp in pending:
-            gsp.train()
-            gsp.pool_full(features)  # collects, and k-centers once m embeddings are in
+        trunk_output = trunk(batch[0].to(device))
+        for pooler in pending:
+            pooler.train()
+            pool_trunk_output(pooler, trunk_output)  # GSP: collects, k-centers once m are in
         used += 1
-        pending = [m for m in pending if not bool(m.prototypes_initialised)]
+        pending = [m for m in pending if m.awaits_data_init]
         if not pending or used >= max_batches:
             break
     trunk.train(was_training)
     if pending:
         raise RuntimeError(
-            f'init_gsp_prototypes: {used} batches gave fewer pooled embeddings than '
-            f'num_prototypes = {pending[0].num_prototypes}; raise max_batches.'
+            f'init_gsp_prototypes: {type(pending[0]).__name__} is still not initialised after '
+            f'{used} batches (GSP needs as many pooled embeddings as it has prototypes, '
+            'num_prototypes); raise max_batches.'
         )
     return used
+
+
+def _awaiting_init(embedder: nn.Module) -> list[BaseSetPooling]:
+    modules = _unwrap(embedder).modules()
+    return [m for m in modules if isinstance(m, BaseSetPooling) and m.awaits_data_init]
 
 
 class GSPPrototypeInit:
@@ -99,8 +112,9 @@ class PoolingWeightsPMLHook:
     ``{out_dir}/epoch_{e}_{name}.png`` and, with a record-keeper that has a TensorBoard
     writer, the same picture in TensorBoard (tag ``pooling_weights/{name}``).
 
-    GPO: theta_k against position for ``set_sizes`` (as mmengine's ``PoolingWeightsHook``).
-    GSP: its transport weights over the feature grid of ``images`` (needs images).
+    Poolers with learned weights over ranks (GPO): theta_k against rank for ``set_sizes``
+    (as mmengine's ``PoolingWeightsHook``). Poolers with weights over positions (GSP): their
+    weights over the feature grid of ``images`` (needs images).
 
     Args:
         out_dir: folder of the PNGs (e.g. next to the record-keeper's TensorBoard folder).
@@ -124,7 +138,7 @@ class PoolingWeightsPMLHook:
         self.images = images
         self.titles = list(titles) if titles is not None else None
         self.record_keeper = record_keeper
-        self.gpo_plotter = PoolingWeightsHook(set_sizes)
+        self.set_sizes = check_set_sizes(set_sizes, 'PoolingWeightsPMLHook')
         self.interval = interval
         self.saved: list[str] = []
 
@@ -133,33 +147,36 @@ class PoolingWeightsPMLHook:
         if epoch % self.interval:
             return
         embedder = _unwrap(trainer.models['embedder'])
-        for name, module in embedder.named_modules():
-            if callable(getattr(module, 'pool_weights', None)):
-                picture = self.gpo_plotter.plot(module, name, epoch)
-            elif isinstance(module, GSP) and self.images is not None:
-                picture = self.gsp_picture(_unwrap(trainer.models['trunk']), module, epoch)
-            else:
-                continue
+        for name, module in learned_rank_poolers(embedder):
+            curves = rank_weight_curves(module, self.set_sizes)
+            picture = draw_rank_weights([RankWeightPanel(f'{name}, epoch {epoch}', curves)])
             self.save(picture, name or 'pooler', epoch)
+        if self.images is None:
+            return
+        trunk = _unwrap(trainer.models['trunk'])
+        for name, module in embedder.named_modules():
+            if isinstance(module, BaseSetPooling) and module.weights_over == 'position':
+                self.save(self.position_picture(trunk, module, epoch), name or 'pooler', epoch)
 
     @torch.no_grad()
-    def gsp_picture(self, trunk: nn.Module, gsp: GSP, epoch: int):
-        was_training = trunk.training, gsp.training
+    def position_picture(self, trunk: nn.Module, pooler: BaseSetPooling, epoch: int):
+        """``images`` above the pooler's weights over their feature grid (B, H, W)."""
+        was_training = trunk.training, pooler.training
         trunk.eval()
-        gsp.eval()
+        pooler.eval()
         device = next(trunk.parameters()).device
-        features, _ = _split_trunk_output(trunk(self.images.to(device)))
-        weights = gsp.pool_map_full(features).weights.cpu()
+        weights = pool_trunk_output(pooler, trunk(self.images.to(device))).weights.cpu()
         trunk.train(was_training[0])
-        gsp.train(was_training[1])
+        pooler.train(was_training[1])
         grey = self.images.float().mean(1)
         titles = self.titles or [str(i) for i in range(len(grey))]
         grid = 'x'.join(map(str, weights.shape[1:]))
-        return plot_weight_maps(grey, weights, titles, f'GSP weights ({grid} grid), epoch {epoch}')
+        title = f'{type(pooler).__name__} weights ({grid} grid), epoch {epoch}'
+        return draw_position_weights(grey, weights, titles, title)
 
     def save(self, picture, name: str, epoch: int) -> None:
         path = osp.join(self.out_dir, f'epoch_{epoch}_{name.replace(".", "_")}.png')
-        PoolingWeightsHook.save_png(picture, path)
+        save_png(picture, path)
         self.saved.append(path)
         writer = getattr(self.record_keeper, 'tensorboard_writer', None)
         if writer is not None:

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from gpo_plugin.registry import DATASETS, MODELS, build_pml
 
 from .accuracy import KNNAccuracyCalculator
+from .checkpointing import TrainingStateHook, resume_training
 from .data import ClassDisjointPMLSampler, PMLDataset
 from .embedder import PoolingEmbedder, feature_map_trunk
 from .hooks import PoolingWeightsPMLHook, chain_hooks, init_gsp_prototypes
@@ -129,11 +130,12 @@ def build_session(cfg: Config, work_dir: str, resume: bool = False) -> PMLSessio
         data_device=device,
         dataloader_num_workers=int(cfg.get('num_workers', 0)),
         end_of_iteration_hook=hooks.end_of_iteration_hook,
-        end_of_epoch_hook=chain_hooks(pictures, end_of_epoch),
+        # Checkpointing (gpo_plugin/pml/checkpointing.py): a resumable state every epoch, last.
+        end_of_epoch_hook=chain_hooks(pictures, end_of_epoch, TrainingStateHook(model_folder)),
     )
     start_epoch = 1
-    if resume:
-        start_epoch = hooks.load_latest_saved_models(trainer, model_folder, device)
+    if resume:  # the newest complete state, random states included (after every build step)
+        start_epoch = resume_training(trainer, hooks, model_folder, device)
     if start_epoch == 1:
         init_gsp_prototypes(models['trunk'], models['embedder'], _first_batches(trainer), device)
     return PMLSession(cfg, work_dir, trainer, tester, hooks, datasets, start_epoch)

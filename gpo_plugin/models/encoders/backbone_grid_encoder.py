@@ -9,10 +9,9 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from gpo_plugin.ops import length_mask
 from gpo_plugin.registry import MODELS
 from gpo_plugin.utils.onednn_linear import linear
-
-from ..utils.set_ops import length_mask
 
 
 def grid_keep_mask(drop_rate: Tensor, drop_seed: Tensor, num_vectors: int) -> Tensor:
@@ -179,4 +178,4 @@ class BackboneGridEncoder(BaseModule):
             lengths = torch.full((batch,), num, dtype=torch.long, device=grid.device)
         features = linear(grid, self.fc.weight, self.fc.bias)
         features = features * length_mask(lengths, num).unsqueeze(-1)
-        return self.gpool.pool_checked(features, lengths)[0]
+        return self.gpool.pool_padded(features, lengths).pooled

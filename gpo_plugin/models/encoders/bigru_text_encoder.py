@@ -7,12 +7,12 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
+from gpo_plugin.ops.packing import pack_rows, packed_positions, pad_packed_rows
+from gpo_plugin.ops.stepped_gru import stepped_gru
 from gpo_plugin.registry import MODELS
 from gpo_plugin.utils.vocab import read_vocab
 
-from ..utils.packing import pack_rows, packed_positions, pad_packed_rows
-from ..utils.set_ops import check_token_lengths
-from ..utils.stepped_gru import stepped_gru
+from ..utils.checks import check_token_lengths
 
 GRU_IMPLS = ('auto', 'steps', 'packed')
 
@@ -33,7 +33,7 @@ class BiGRUTextEncoder(BaseModule):
         pooling: config of the pooler. Defaults to ``dict(type='GPO')``.
         gru_impl: how the GRU runs over the packed captions, the same function either way:
             ``'steps'`` steps it by hand (one input projection for all steps, a
-            hand-written backward; :func:`~gpo_plugin.models.utils.stepped_gru.stepped_gru`),
+            hand-written backward; :func:`~gpo_plugin.ops.stepped_gru.stepped_gru`),
             about 1.4x faster than ``nn.GRU`` on CPU; ``'packed'`` calls ``nn.GRU`` (cuDNN
             on CUDA); ``'auto'`` picks ``'steps'`` for CPU inputs outside autocast and
             ``'packed'`` otherwise. The parameters are ``rnn``'s (an ``nn.GRU``) in every
@@ -81,7 +81,7 @@ class BiGRUTextEncoder(BaseModule):
             )
         # One gather to pack and one index_copy to pad: pack_padded_sequence and
         # pad_packed_sequence differentiate with a whole-batch copy per run of equal batch
-        # sizes (gpo_plugin/models/utils/packing.py).
+        # sizes (gpo_plugin/ops/packing.py).
         order = packed_positions(lengths, *tokens.shape)
         words = pack_rows(self.embed(tokens), order)
         forward_dir, backward_dir = self.run_gru(words).data.split(self.embed_dim, dim=-1)
@@ -97,4 +97,4 @@ class BiGRUTextEncoder(BaseModule):
 
     def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
         lengths = check_token_lengths(tokens, lengths, 'BiGRUTextEncoder')
-        return self.gpool.pool_checked(self.embed_tokens(tokens, lengths), lengths)[0]
+        return self.gpool.pool_padded(self.embed_tokens(tokens, lengths), lengths).pooled

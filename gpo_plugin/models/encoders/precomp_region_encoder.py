@@ -8,10 +8,11 @@ import torch
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from gpo_plugin.ops import length_mask
 from gpo_plugin.registry import MODELS
 from gpo_plugin.utils.onednn_linear import linear
 
-from ..utils.set_ops import check_set_input, length_mask
+from ..utils.checks import check_set_input
 
 
 class RegionMLP(nn.Module):
@@ -91,4 +92,4 @@ class PrecompRegionEncoder(BaseModule):
 
     def forward(self, regions: Tensor, lengths: Tensor | None = None) -> Tensor:
         lengths = check_set_input(regions, lengths, 'PrecompRegionEncoder')
-        return self.gpool.pool_checked(self.embed_regions(regions, lengths), lengths)[0]
+        return self.gpool.pool_padded(self.embed_regions(regions, lengths), lengths).pooled

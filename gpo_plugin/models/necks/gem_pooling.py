@@ -7,10 +7,11 @@ import math
 from mmpretrain.models.necks import GeneralizedMeanPooling
 from torch import Tensor
 
+from gpo_plugin.ops import length_mask
 from gpo_plugin.registry import MODELS
 
-from ..utils.set_ops import length_mask
 from .base_set_pooling import BaseSetPooling
+from .pooling_output import PoolingOutput
 
 
 @MODELS.register_module()
@@ -32,7 +33,8 @@ class GeMPooling(BaseSetPooling):
         p_trainable: learn ``p``. Defaults to True.
 
     Shapes:
-        ``pool``: features (B, L, D), lengths (B,) -> pooled (B, D), weights ``None``.
+        ``pool``: features (B, L, D), lengths (B,) -> pooled (B, D), weights ``None`` (GeM
+        is not a weighted sum). ``pool_map``: (B, C, H, W) -> pooled (B, C), weights ``None``.
     """
 
     def __init__(
@@ -51,7 +53,7 @@ class GeMPooling(BaseSetPooling):
             )
         self.gem = GeneralizedMeanPooling(p=p, eps=eps, clamp=clamp, p_trainable=p_trainable)
 
-    def pool_checked(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, None]:
+    def pool_padded(self, features: Tensor, lengths: Tensor) -> PoolingOutput:
         max_len = int(lengths.max())
         p = self.gem.p
         padding = ~length_mask(lengths, max_len).unsqueeze(-1)
@@ -62,7 +64,7 @@ class GeMPooling(BaseSetPooling):
         # NaN/inf/huge padding never reaches the sum, nor its gradient.
         powered = x.masked_fill(padding, 1).pow(p).masked_fill(padding, 0)
         mean = powered.sum(dim=1) / lengths.unsqueeze(1).to(features.dtype)
-        return mean.pow(1.0 / p), None
+        return PoolingOutput(mean.pow(1.0 / p))
 
-    def pool_checked_map(self, feature_map: Tensor) -> Tensor:
-        return self.gem(feature_map)
+    def pool_grid(self, feature_map: Tensor) -> PoolingOutput:
+        return PoolingOutput(self.gem(feature_map))

@@ -7,16 +7,19 @@ import math
 import torch
 from torch import Tensor, nn
 
-from gpo_plugin.registry import MODELS
-
-from ..utils.packing import pack_rows, packed_positions, pad_packed_rows
-from ..utils.set_ops import (
+from gpo_plugin.ops import (
     length_mask,
-    sinusoid_encoding,
+    pack_rows,
+    packed_positions,
+    pad_packed_rows,
     sort_channels_descending,
     weighted_sum_sorted,
 )
+from gpo_plugin.registry import MODELS
+
+from ..utils.positional_encoding import sinusoid_encoding
 from .base_set_pooling import BaseSetPooling
+from .pooling_output import PoolingOutput
 
 
 @MODELS.register_module()
@@ -43,9 +46,13 @@ class GPO(BaseSetPooling):
         init_cfg: mmengine initialisation config. Defaults to None.
 
     Shapes:
-        ``pool``: features (B, L, D), lengths (B,) -> pooled (B, D), weights (B, N_max, 1).
-        ``forward``: tuple of (B, C, H, W) -> tuple of (B, C).
+        ``pool``: features (B, L, D), lengths (B,) -> pooled (B, D), weights theta (B, N_max)
+        over ranks, 0 past each length. ``pool_map``: (B, C, H, W) -> pooled (B, C),
+        weights (B, H*W). ``forward``: tuple of (B, C, H, W) -> tuple of (B, C).
+        ``pool_weights``: lengths (B,) -> theta (B, N_max) alone.
     """
+
+    weights_over = 'rank'
 
     def __init__(
         self,
@@ -73,13 +80,15 @@ class GPO(BaseSetPooling):
         self.linear = nn.Linear(d_hidden, 1, bias=False)
         self._weights_cache: dict[tuple, Tensor] = {}
 
-    def pool_checked(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def pool_padded(self, features: Tensor, lengths: Tensor) -> PoolingOutput:
         weights = self.pool_weights(lengths)
         pooled = weighted_sum_sorted(sort_channels_descending(features, lengths), weights)
-        return pooled, weights.unsqueeze(-1)
+        return PoolingOutput(pooled, weights, 'rank')
 
     def pool_weights(self, lengths: Tensor) -> Tensor:
-        """(B, max(lengths)) weights theta for each sample's set size, 0 past its size."""
+        """theta alone: (B,) valid ``torch.long`` lengths -> (B, max(lengths)) weights over
+        ranks, 0 past each size; the ``weights`` of :meth:`pool` without any features.
+        Generic code reads them from :meth:`pool` instead (``PoolingOutput.weights``)."""
         sizes, which = torch.unique(lengths, return_inverse=True)
         # Weights are always computed in full precision, also under autocast.
         with torch.autocast(device_type=lengths.device.type, enabled=False):

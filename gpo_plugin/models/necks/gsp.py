@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import NamedTuple
+from dataclasses import replace
 
 import torch
 from mmengine.dist import broadcast, get_world_size
@@ -20,16 +20,8 @@ from ..utils.partial_transport import (
     transport_cost,
     unit_ball,
 )
-from ..utils.set_ops import LengthsLike, check_feature_map, check_set_input
 from .base_set_pooling import BaseSetPooling
-
-
-class GSPOutput(NamedTuple):
-    """pooled (B, D), attributes a (B, m) on the simplex, weights w (B, n) with mean 1."""
-
-    pooled: Tensor
-    attributes: Tensor
-    weights: Tensor
+from .pooling_output import PoolingOutput
 
 
 @MODELS.register_module()
@@ -63,11 +55,14 @@ class GSP(BaseSetPooling):
 
     Shapes:
         ``forward``: tuple of (B, C, H, W) -> tuple of (B, D) (the mmpretrain neck call).
-        ``pool_map_full``: (B, C, H, W) -> ``GSPOutput`` of pooled (B, D), attributes (B, m)
-        (for the zero-shot loss) and weights (B, H, W); ``pool_full`` the same on (B, n, C)
-        sets, with weights (B, n). Models that need the attributes call these.
-        ``pool``: (B, n, C) -> pooled (B, D), weights (B, n, 1).
+        ``pool_map``: (B, C, H, W) -> ``PoolingOutput`` of pooled (B, D), weights w (B, H, W)
+        over positions (mean 1) and attributes (B, m) (for the zero-shot loss).
+        ``pool``: full sets (B, n, C) -> the same with weights (B, n); padded sets are
+        refused (every feature carries mass 1/n).
     """
+
+    weights_over = 'position'
+    gives_attributes = True
 
     def __init__(
         self,
@@ -116,6 +111,11 @@ class GSP(BaseSetPooling):
         self._pending: list[Tensor] = []
         self.reset_prototypes()
 
+    @property
+    def awaits_data_init(self) -> bool:
+        """True until the k-center initialisation of the prototypes has run."""
+        return not bool(self.prototypes_initialised)
+
     def reset_prototypes(self) -> None:
         """Random directions of norm 1/2 (inside the unit ball)."""
         with torch.no_grad():
@@ -124,25 +124,33 @@ class GSP(BaseSetPooling):
 
     # -- pooling -----------------------------------------------------------------------------
 
-    def pool_full(self, features: Tensor, lengths: LengthsLike = None) -> GSPOutput:
-        """Pool full sets (B, n, C) and return pooled, attributes and weights; ``lengths``, when
-        given, must all equal n (every feature carries mass 1/n)."""
-        if lengths is not None:
-            lengths = check_set_input(features, lengths, 'GSP.pool_full')
-            self._require_full_sets(lengths, features.shape[1])
+    def pool_padded(self, features: Tensor, lengths: Tensor) -> PoolingOutput:
+        """Full sets only: every ``lengths[b]`` must equal n (each feature carries mass 1/n)."""
+        self._require_full_sets(lengths, features.shape[1])
+        return self._pool_full(features)
+
+    def pool_grid(self, feature_map: Tensor) -> PoolingOutput:
+        # Skips pool_padded's length check (a device sync): a grid is always a full set.
+        batch, _, height, width = feature_map.shape
+        out = self._pool_full(feature_map.flatten(2).transpose(1, 2))
+        return replace(out, weights=out.weights.reshape(batch, height, width))
+
+    def _pool_full(self, features: Tensor) -> PoolingOutput:
+        """Full sets (B, n, C) -> pooled (B, D), weights (B, n), attributes (B, m)."""
         self._check_features(features)
         with torch.autocast(device_type=features.device.type, enabled=False):
             # fp32 at least (fp16 exp/log-sum-exp would lose the transport's precision).
             dtype = torch.promote_types(self.proj.weight.dtype, torch.float32)
             weight, bias = self.proj.weight.to(dtype), self.proj.bias.to(dtype)
             x = nn.functional.linear(features.to(dtype), weight, bias)
-            if self.training and not bool(self.prototypes_initialised):
+            if self.training and self.awaits_data_init:
                 self._maybe_init_prototypes(x.detach())
             cost = transport_cost(x, self.prototypes.to(dtype))
             residual, plan = partial_transport(cost, self.transport_ratio, self.gamma)
             weights = pooling_weights(residual, self.transport_ratio)
             pooled = torch.einsum('bn,bnd->bd', weights, x) / x.shape[1]
-        return GSPOutput(pooled, attribute_vectors(plan, self.transport_ratio), weights)
+            attributes = attribute_vectors(plan, self.transport_ratio)
+        return PoolingOutput(pooled, weights, 'position', attributes)
 
     @staticmethod
     def _require_full_sets(lengths: Tensor, set_len: int) -> None:
@@ -151,21 +159,6 @@ class GSP(BaseSetPooling):
                 'GSP.pool: padded sets are not supported (every feature carries mass '
                 '1/n); pass full sets (lengths=None) or pool each size separately.'
             )
-
-    def pool_checked(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        self._require_full_sets(lengths, features.shape[1])
-        out = self.pool_full(features)
-        return out.pooled, out.weights.unsqueeze(-1)
-
-    def pool_map_full(self, feature_map: Tensor) -> GSPOutput:
-        """(B, C, H, W) -> pooled (B, D), attributes (B, m), weights (B, H, W)."""
-        check_feature_map(feature_map, 'GSP')
-        batch, _, height, width = feature_map.shape
-        out = self.pool_full(feature_map.flatten(2).transpose(1, 2))
-        return out._replace(weights=out.weights.reshape(batch, height, width))
-
-    def pool_checked_map(self, feature_map: Tensor) -> Tensor:
-        return self.pool_map_full(feature_map).pooled
 
     def _check_features(self, features: Tensor) -> None:
         if features.shape[-1] != self.in_channels:

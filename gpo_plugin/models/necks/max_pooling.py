@@ -6,10 +6,11 @@ import math
 
 from torch import Tensor
 
+from gpo_plugin.ops import length_mask
 from gpo_plugin.registry import MODELS
 
-from ..utils.set_ops import length_mask
 from .base_set_pooling import BaseSetPooling
+from .pooling_output import PoolingOutput
 
 
 @MODELS.register_module()
@@ -18,14 +19,16 @@ class MaxPooling(BaseSetPooling):
     pooler for region features).
 
     Shapes:
-        ``pool``: features (B, L, D), lengths (B,) -> pooled (B, D), weights (B, N_max, 1)
-        equal to 1 at the first sorted position and 0 elsewhere.
+        ``pool``: features (B, L, D), lengths (B,) -> pooled (B, D), weights (B, N_max)
+        over ranks, 1 at rank 0 and 0 elsewhere.
     """
 
-    def pool_checked(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    weights_over = 'rank'
+
+    def pool_padded(self, features: Tensor, lengths: Tensor) -> PoolingOutput:
         max_len = int(lengths.max())
         valid = length_mask(lengths, max_len)
         pooled = features[:, :max_len].masked_fill(~valid.unsqueeze(-1), -math.inf).amax(dim=1)
         weights = features.new_zeros(valid.shape)
         weights[:, 0] = 1.0
-        return pooled, weights.unsqueeze(-1)
+        return PoolingOutput(pooled, weights, 'rank')
