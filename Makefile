@@ -10,7 +10,7 @@ export MKL_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo demo-grid demo-patterns demo-dml demo-pml test lint format bench
+.PHONY: install demo demo-video demo-grid demo-patterns demo-dml demo-pml test lint format bench
 
 install: $(STAMP)
 
@@ -23,6 +23,11 @@ $(STAMP): pyproject.toml
 # baseline (BiGRU text) and prints the retrieval tables (~2 min on 2 cores).
 demo: $(STAMP)
 	$(PY) tools/run_demo.py
+
+# Video–text retrieval: a synthetic set in HGR's layout (variable-length frame sets), GPO vs
+# average pooling, both tables (HGR's protocol) and GPO's theta over frames (a few minutes).
+demo-video: $(STAMP)
+	$(PY) tools/run_video_demo.py
 
 # Grid features from raw pixels: scikit-image's photos, EfficientNet-Lite0 (ImageNet weights)
 # fine-tuned end to end + MiniLM text, GPO vs average pooling (a few minutes on 2 cores).

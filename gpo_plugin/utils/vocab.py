@@ -2,7 +2,8 @@
 
 A vocabulary is a JSON file ``{"words": [...]}`` whose first entries are the specials
 ``<pad> <start> <end> <unk> <mask>`` (ids 0..4), followed by the words seen at least
-``threshold`` times (4 in VSE∞) in the training captions, in first-seen order.
+``threshold`` times (4 in VSE∞) in the training captions, in first-seen order. A
+``{word: id}`` mapping (HGR's ``word2int.json``) also loads: our specials, then its words by id.
 """
 
 from __future__ import annotations
@@ -58,16 +59,36 @@ def read_vocab(path: str | os.PathLike) -> list[str]:
     if not isinstance(data, dict):
         raise VocabularyError(
             f'vocabulary file {path} holds a JSON {type(data).__name__}, not an object '
-            '{"words": [...]}; rebuild it with tools/build_vocab.py (a bare word list: wrap '
-            'it as {"words": [...]}).'
+            '{"words": [...]} or a word2int map; rebuild it with tools/build_vocab.py (a bare '
+            'word list: wrap it as {"words": [...]}).'
         )
-    words = data.get('words')
+    words = words_from_word2int(data) if is_word2int(data) else data.get('words')
     if not isinstance(words, list) or tuple(words[: len(SPECIALS)]) != SPECIALS:
         raise VocabularyError(
             f'{path} must hold {{"words": [...]}} starting with the specials '
             f'{list(SPECIALS)}; rebuild it with tools/build_vocab.py.'
         )
     return words
+
+
+# Specials of other releases (HGR's word2int.json: <BOS> <EOS> <UNK>), replaced by ours.
+_FOREIGN_SPECIALS = {'<BOS>', '<EOS>', '<UNK>', '<PAD>', '<MASK>', *SPECIALS}
+
+
+def is_word2int(data) -> bool:
+    """True for a ``{word: id}`` mapping such as HGR's ``word2int.json``."""
+    return (
+        isinstance(data, dict)
+        and 'words' not in data
+        and bool(data)
+        and all(isinstance(i, int) for i in data.values())
+    )
+
+
+def words_from_word2int(word2int: dict[str, int]) -> list[str]:
+    """Our word list for a ``{word: id}`` vocabulary: the specials, then its words by id."""
+    ordered = sorted(word2int, key=word2int.__getitem__)
+    return [*SPECIALS, *(w for w in ordered if w not in _FOREIGN_SPECIALS)]
 
 
 def build_vocab_file(caption_files: list[str | os.PathLike], out: str, threshold: int = 4) -> int:
