@@ -1,0 +1,171 @@
+"""k-NN in the order PML's default k-NN (faiss ``IndexFlatL2``) returns, ties included
+(docs/pml.md#what-is-identical-and-how).
+
+faiss orders equidistant neighbours by its own heap / reservoir bookkeeping, which depends on
+k, and its float32 distances round differently from ours. The neighbours are therefore found
+with the package's fast search, their distances recomputed in float64, and every query is
+checked: when no two of its neighbours whose distances lie within the worst-case float32
+rounding of faiss and of our search (a bound, not an estimate) differ in being a hit, any order
+faiss could produce gives the same hit table, so ours stands. The other queries (exact ties of
+mixed labels, near ties) are searched again with faiss itself, called as PML calls it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from . import knn_metrics as km
+
+# faiss's distance_compute_blas_threshold: below this many queries it takes another code path
+# (direct differences instead of norms and a matrix product), with other roundings and order.
+_FAISS_BLAS_QUERIES = 20
+_UNIT = 2.0**-24 * 1.01  # float32 unit roundoff, with room for the (1 - n u) denominators
+
+
+def neighbour_chunks(
+    query: Tensor,
+    reference: Tensor,
+    k: int,
+    own_prefix: bool,
+    hits_of,
+    needed: Tensor,
+    faiss_k: int,
+    backend: str = 'auto',
+    max_memory_bytes: int = km.DEFAULT_MEMORY_BYTES,
+) -> Iterator[tuple[int, int, Tensor]]:
+    """Yield ``(start, stop, indices)`` over query chunks: ``indices`` (c, k) are the k nearest
+    references of queries ``start:stop`` in faiss's order (-1 where fewer than k exist).
+
+    Args:
+        query, reference: (Q, D), (R, D) finite float32 embeddings.
+        k: neighbours per query.
+        own_prefix: query i is reference i (PML's ``ref_includes_query``); it is not its own
+            neighbour.
+        hits_of: ``(start, indices) -> (c, n) bool``, whether each neighbour is a hit.
+        needed: (Q,) leading columns whose hit pattern matters for each query (<= k).
+        faiss_k: the k of the faiss search being matched (PML's ``num_k``): its tie order
+            depends on it.
+    """
+    available = reference.shape[0] - int(own_prefix)
+    k_eff = min(k, available)
+    if k_eff <= 0:
+        for start, stop in _ranges(query.shape[0], 1 << 30):
+            yield start, stop, torch.full((stop - start, k), -1, dtype=torch.long)
+        return
+    width = min(k_eff + 1, available)  # one more: is the k-th clearly ahead of the rest?
+    whole = own_prefix and query.shape[0] == reference.shape[0]
+    if backend == 'symmetric' and not whole:
+        backend = 'auto'
+    everything = km.knn(query, width, None, backend, max_memory_bytes) if whole else None
+    checker = _OrderCheck(query, reference, faiss_k, own_prefix)
+    chunk = max(1, max_memory_bytes // (8 * width * (reference.shape[1] + 8)))
+    for start, stop in _ranges(query.shape[0], chunk):
+        if everything is not None:
+            found = everything[start:stop]
+        else:
+            found = _search(
+                query[start:stop], width, reference, own_prefix, start, backend, max_memory_bytes
+            )
+        found = checker.fix(
+            start, found, hits_of, needed[start:stop].clamp(0, k_eff), width < available
+        )[:, :k_eff]
+        if k_eff < k:
+            found = torch.cat([found, found.new_full((found.shape[0], k - k_eff), -1)], 1)
+        yield start, stop, found
+
+
+def _ranges(total: int, chunk: int) -> list[tuple[int, int]]:
+    return [(s, min(s + chunk, total)) for s in range(0, total, chunk)]
+
+
+def _search(query, width, reference, own_prefix, start, backend, max_memory_bytes) -> Tensor:
+    offset = start if own_prefix else None
+    if backend == 'auto':
+        backend = 'faiss' if km.faiss is not None and query.device.type == 'cpu' else 'torch'
+    if backend == 'faiss':
+        return km._knn_faiss(query, width, reference, offset)
+    return km._knn_torch(query, width, reference, offset, max_memory_bytes)
+
+
+class _OrderCheck:
+    """Sorts candidate neighbours by exact distance and re-searches, with faiss as PML calls
+    it, the queries whose hit pattern could depend on rounding or tie order."""
+
+    def __init__(self, query: Tensor, reference: Tensor, faiss_k: int, own_prefix: bool):
+        self.query, self.reference = query, reference
+        self.faiss_k, self.own_prefix = faiss_k, own_prefix
+        self.dim = query.shape[1]
+        self.max_norm = float(reference.double().norm(dim=1).max()) if len(reference) else 0.0
+        self.index = None
+        self.rechecked = 0
+
+    def fix(self, start: int, found: Tensor, hits_of, needed: Tensor, unseen: bool) -> Tensor:
+        query = self.query[start : start + found.shape[0]].double()
+        distances = (query[:, None, :] - self.reference[found].double()).pow(2).sum(-1)
+        distances, order = distances.sort(dim=1, stable=True)
+        found = found.gather(1, order)
+        unsafe = self._unsafe(query, distances, hits_of(start, found), needed, unseen)
+        if km.faiss is not None and bool(unsafe.any()):
+            rows = unsafe.nonzero().reshape(-1)
+            found = found.clone()
+            found[rows] = self._faiss_rows(rows + start, found.shape[1])
+            self.rechecked += int(rows.numel())
+        return found
+
+    def _unsafe(self, query, distances, hits, needed, unseen) -> Tensor:
+        # Worst-case error of one float32 squared distance, faiss's (norms + product, or
+        # direct differences) and ours (augmented product or |r|^2 - 2 q.r): (3d + 6) u s^2
+        # for both together, s = |q| + max |r|; two distances: twice that; plus float64 slack.
+        scale = (query.norm(dim=1) + self.max_norm).pow(2)
+        tolerance = (2 * (3 * self.dim + 6) * _UNIT + 1e-12) * scale
+        tied = (distances[:, 1:] - distances[:, :-1]) <= tolerance[:, None]
+        differ = hits[:, 1:] != hits[:, :-1]
+        pair = torch.arange(tied.shape[1], device=tied.device)
+        # Pairs (j, j + 1) with j < needed decide the needed columns' pattern (j + 1 = needed:
+        # what enters the list).
+        unsafe = (tied & differ & (pair[None] < needed[:, None])).any(1)
+        if unseen and tied.shape[1] > 0:
+            # A chain of ties from the last needed column to the last candidate may continue
+            # into neighbours not retrieved.
+            chain = tied.flip(1).cumprod(1).flip(1).bool()
+            last = (needed - 1).clamp(0, tied.shape[1] - 1)
+            unsafe |= chain.gather(1, last[:, None]).reshape(-1) & (needed > 0)
+        return unsafe
+
+    def _faiss_rows(self, rows: Tensor, width: int) -> Tensor:
+        """Rows' neighbours from faiss with PML's k; padded to faiss's matrix-product path
+        when PML's call (all queries at once) takes it."""
+        if self.index is None:
+            self.index = km._faiss_index(self.reference)
+        count = rows.numel()
+        if self.query.shape[0] >= _FAISS_BLAS_QUERIES and count < _FAISS_BLAS_QUERIES:
+            rows = torch.cat([rows, rows[:1].repeat(_FAISS_BLAS_QUERIES - count)])
+        own = rows.cpu() if self.own_prefix else None
+        out = []
+        batch = max(_FAISS_BLAS_QUERIES, km.DEFAULT_MEMORY_BYTES // (16 * (self.faiss_k + 1)))
+        for s in range(0, rows.numel(), batch):
+            part = rows[s : s + batch]
+            if 0 < part.numel() < _FAISS_BLAS_QUERIES <= rows.numel():
+                part = rows[-_FAISS_BLAS_QUERIES:]  # keep the last batch on the same path
+                found = km._faiss_search(
+                    self.index,
+                    self.query[part],
+                    self.faiss_k,
+                    None if own is None else own[-_FAISS_BLAS_QUERIES:],
+                )
+                out.append(found[-(rows.numel() - s) :])
+                continue
+            found = km._faiss_search(
+                self.index,
+                self.query[part],
+                self.faiss_k,
+                None if own is None else own[s : s + batch],
+            )
+            out.append(found)
+        found = torch.cat(out)[:count, :width]
+        if found.shape[1] < width:
+            found = torch.cat([found, found.new_full((count, width - found.shape[1]), -1)], 1)
+        return found.to(self.query.device)
