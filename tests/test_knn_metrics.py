@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
 from gpo_plugin.evaluation import MetricLearningMetric
@@ -151,3 +153,39 @@ def test_clear_errors():
     metric = MetricLearningMetric()
     with pytest.raises(KeyError, match='MetricLearningHead'):
         metric.process(None, [dict(gt_label=torch.tensor([0]))])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    n=st.integers(3, 40),
+    dim=st.integers(1, 3),
+    classes=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+    kind=st.sampled_from(['binary', 'coarse', 'duplicates']),
+    backend=st.sampled_from(BACKENDS),
+)
+def test_ties_equal_pml_accuracy_calculator(n, dim, classes, seed, kind, backend):
+    # Exact ties (binary / rounded / duplicated embeddings) of mixed labels: the values equal
+    # PML's, whose faiss k-NN decides the order of equidistant neighbours.
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, classes, (n,), generator=generator)
+    if kind == 'binary':
+        points = torch.randint(0, 2, (n, dim), generator=generator).float()
+    elif kind == 'coarse':
+        points = (torch.randn(n, dim, generator=generator) * 2).round() / 2
+    else:
+        points = torch.randn(n, dim, generator=generator)
+        points[n // 2 :] = points[: n - n // 2].clone()
+    assume(bool((torch.bincount(labels)[labels] > 1).any()))
+    ours = retrieval_metrics(points, labels, recall_ks=(1,), backend=backend, max_memory_bytes=4096)
+    theirs = AccuracyCalculator(include=PML_KEYS, k='max_bin_count').get_accuracy(points, labels)
+    for key in PML_KEYS:
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-9), key
+    assert ours['recall_at_1'] == pytest.approx(theirs['precision_at_1'], abs=1e-9)
+
+
+def test_non_finite_embeddings_are_named():
+    points = torch.randn(6, 2)
+    points[1, 0] = float('inf')
+    with pytest.raises(ValueError, match='inf / NaN'):
+        retrieval_metrics(points, torch.tensor([0, 0, 1, 1, 2, 2]))

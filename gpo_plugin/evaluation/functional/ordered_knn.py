@@ -122,17 +122,18 @@ class _OrderCheck:
         scale = (query.norm(dim=1) + self.max_norm).pow(2)
         tolerance = (2 * (3 * self.dim + 6) * _UNIT + 1e-12) * scale
         tied = (distances[:, 1:] - distances[:, :-1]) <= tolerance[:, None]
-        differ = hits[:, 1:] != hits[:, :-1]
-        pair = torch.arange(tied.shape[1], device=tied.device)
-        # Pairs (j, j + 1) with j < needed decide the needed columns' pattern (j + 1 = needed:
-        # what enters the list).
-        unsafe = (tied & differ & (pair[None] < needed[:, None])).any(1)
-        if unseen and tied.shape[1] > 0:
-            # A chain of ties from the last needed column to the last candidate may continue
-            # into neighbours not retrieved.
-            chain = tied.flip(1).cumprod(1).flip(1).bool()
-            last = (needed - 1).clamp(0, tied.shape[1] - 1)
-            unsafe |= chain.gather(1, last[:, None]).reshape(-1) & (needed > 0)
+        # Tie groups: runs of neighbours joined by gaps within the tolerance. faiss may order
+        # each group any way, never across groups. A group reaching into the needed columns
+        # that mixes hits and misses can change the needed hit pattern.
+        group = torch.cat([tied.new_zeros(len(tied), 1), ~tied], 1).long().cumsum(1)
+        size = torch.zeros_like(group).scatter_add_(1, group, torch.ones_like(group))
+        found = torch.zeros_like(group).scatter_add_(1, group, hits.long())
+        mixed = ((found > 0) & (found < size)).gather(1, group)
+        last = group.gather(1, (needed - 1).clamp(min=0)[:, None])
+        unsafe = (mixed & (group <= last)).any(1) & (needed > 0)
+        if unseen:
+            # The group of the last needed column may go on past the last candidate.
+            unsafe |= (last[:, 0] == group[:, -1]) & (needed > 0)
         return unsafe
 
     def _faiss_rows(self, rows: Tensor, width: int) -> Tensor:
