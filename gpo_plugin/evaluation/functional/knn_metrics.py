@@ -32,7 +32,8 @@ def knn(
     reference: Tensor | None = None,
     backend: str = 'auto',
     max_memory_bytes: int = DEFAULT_MEMORY_BYTES,
-) -> Tensor:
+    with_distances: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Indices (Q, k) of the k nearest references (Euclidean), nearest first.
 
     With ``reference=None`` the query set is its own reference set and each query's own index
@@ -47,6 +48,8 @@ def knn(
         reference: (R, D) embeddings, or None for leave-one-out within ``query``.
         backend: ``'torch'``, ``'faiss'``, ``'symmetric'`` or ``'auto'``: symmetric for
             leave-one-out on CPU, else faiss when installed and on CPU, else torch.
+        with_distances: return ``(distances, indices)``: the float32 squared distances as
+            the backend computed them (the torch one omits the constant |q|^2 of each row).
     """
     self_excluded = reference is None
     reference = query if reference is None else reference
@@ -63,11 +66,12 @@ def knn(
                 "knn: backend='symmetric' needs the query set as its own reference set "
                 '(reference=None).'
             )
-        return symmetric_knn(query, k, block=_symmetric_block(max_memory_bytes))
-    offset = 0 if self_excluded else None
-    if backend == 'faiss':
-        return _knn_faiss(query, k, reference, offset)
-    return _knn_torch(query, k, reference, offset, max_memory_bytes)
+        found = symmetric_knn(query, k, _symmetric_block(max_memory_bytes), with_distances=True)
+    elif backend == 'faiss':
+        found = _knn_faiss(query, k, reference, 0 if self_excluded else None)
+    else:
+        found = _knn_torch(query, k, reference, 0 if self_excluded else None, max_memory_bytes)
+    return found if with_distances else found[1]
 
 
 def _auto_backend(query: Tensor, self_excluded: bool) -> str:
@@ -86,13 +90,13 @@ def _symmetric_block(max_memory_bytes: int) -> int:
 
 def _knn_torch(
     query: Tensor, k: int, reference: Tensor, offset: int | None, max_memory_bytes: int
-) -> Tensor:
+) -> tuple[Tensor, Tensor]:
     """Chunked exhaustive search; with ``offset`` query row i never retrieves reference
     ``offset + i`` (itself)."""
     query, reference = query.float(), reference.float()
     ref_sq = reference.pow(2).sum(1)
     chunk = max(1, max_memory_bytes // (4 * reference.shape[0]))
-    out = []
+    values, out = [], []
     for start in range(0, query.shape[0], chunk):
         q = query[start : start + chunk]
         # |q|^2 is constant per row: ranking needs |r|^2 - 2 q.r only.
@@ -100,16 +104,20 @@ def _knn_torch(
         if offset is not None:
             rows = torch.arange(q.shape[0], device=q.device)
             dist[rows, rows + start + offset] = float('inf')
-        out.append(dist.topk(k, dim=1, largest=False, sorted=True).indices)
-    return torch.cat(out)
+        found = dist.topk(k, dim=1, largest=False, sorted=True)
+        values.append(found.values)
+        out.append(found.indices)
+    return torch.cat(values), torch.cat(out)
 
 
-def _knn_faiss(query: Tensor, k: int, reference: Tensor, offset: int | None) -> Tensor:
+def _knn_faiss(
+    query: Tensor, k: int, reference: Tensor, offset: int | None
+) -> tuple[Tensor, Tensor]:
     if faiss is None:
         raise ImportError("knn: backend='faiss' needs faiss (pip install 'gpo-plugin[faiss]').")
     index = _faiss_index(reference)
     own = None if offset is None else torch.arange(offset, offset + len(query))
-    return _faiss_search(index, query, k, own).to(query.device)
+    return tuple(x.to(query.device) for x in _faiss_search(index, query, k, own))
 
 
 def _faiss_index(reference: Tensor):
@@ -118,17 +126,18 @@ def _faiss_index(reference: Tensor):
     return index
 
 
-def _faiss_search(index, query: Tensor, k: int, own: Tensor | None) -> Tensor:
+def _faiss_search(index, query: Tensor, k: int, own: Tensor | None) -> tuple[Tensor, Tensor]:
     """``index.search`` for k neighbours (k + 1 when ``own`` gives each row's own reference
     index, which is then dropped, or the last neighbour when it was not retrieved: PML's
     ``return_results``)."""
     points = query.detach().float().cpu().contiguous().numpy()
-    found = torch.from_numpy(index.search(points, k + int(own is not None))[1])
+    distances, found = map(torch.from_numpy, index.search(points, k + int(own is not None)))
     if own is None:
-        return found
+        return distances, found
     is_self = found == own[:, None]
     is_self[~is_self.any(1), -1] = True
-    return found[~is_self].reshape(found.shape[0], k)
+    keep = ~is_self
+    return distances[keep].reshape(-1, k), found[keep].reshape(-1, k)
 
 
 def relevant_counts(query_labels: Tensor, reference_labels: Tensor, self_excluded: bool) -> Tensor:

@@ -59,12 +59,14 @@ def neighbour_chunks(
     whole = own_prefix and query.shape[0] == reference.shape[0]
     if backend == 'symmetric' and not whole:
         backend = 'auto'
-    everything = km.knn(query, width, None, backend, max_memory_bytes) if whole else None
+    everything = None
+    if whole:
+        everything = km.knn(query, width, None, backend, max_memory_bytes, with_distances=True)
     checker = _OrderCheck(query, reference, faiss_k, own_prefix)
-    chunk = max(1, max_memory_bytes // (8 * width * (reference.shape[1] + 8)))
+    chunk = max(1, max_memory_bytes // (16 * (width + 1)))
     for start, stop in _ranges(query.shape[0], chunk):
         if everything is not None:
-            found = everything[start:stop]
+            found = tuple(x[start:stop] for x in everything)
         else:
             found = _search(
                 query[start:stop], width, reference, own_prefix, start, backend, max_memory_bytes
@@ -81,7 +83,7 @@ def _ranges(total: int, chunk: int) -> list[tuple[int, int]]:
     return [(s, min(s + chunk, total)) for s in range(0, total, chunk)]
 
 
-def _search(query, width, reference, own_prefix, start, backend, max_memory_bytes) -> Tensor:
+def _search(query, width, reference, own_prefix, start, backend, max_memory_bytes):
     offset = start if own_prefix else None
     if backend == 'auto':
         backend = 'faiss' if km.faiss is not None and query.device.type == 'cpu' else 'torch'
@@ -102,12 +104,13 @@ class _OrderCheck:
         self.index = None
         self.rechecked = 0
 
-    def fix(self, start: int, found: Tensor, hits_of, needed: Tensor, unseen: bool) -> Tensor:
+    def fix(self, start: int, searched, hits_of, needed: Tensor, unseen: bool) -> Tensor:
+        """``searched``: (distances, indices) of our search, nearest first, each distance
+        within the error bound of its exact value (the order may differ from the exact one
+        only inside a tie group, so the groups found from them are the exact ones)."""
+        distances, found = searched
         query = self.query[start : start + found.shape[0]].double()
-        distances = (query[:, None, :] - self.reference[found].double()).pow(2).sum(-1)
-        distances, order = distances.sort(dim=1, stable=True)
-        found = found.gather(1, order)
-        unsafe = self._unsafe(query, distances, hits_of(start, found), needed, unseen)
+        unsafe = self._unsafe(query, distances.double(), hits_of(start, found), needed, unseen)
         if km.faiss is not None and bool(unsafe.any()):
             rows = unsafe.nonzero().reshape(-1)
             found = found.clone()
@@ -117,10 +120,10 @@ class _OrderCheck:
 
     def _unsafe(self, query, distances, hits, needed, unseen) -> Tensor:
         # Worst-case error of one float32 squared distance, faiss's (norms + product, or
-        # direct differences) and ours (augmented product or |r|^2 - 2 q.r): (3d + 6) u s^2
-        # for both together, s = |q| + max |r|; two distances: twice that; plus float64 slack.
+        # direct differences: (d + 3) u s^2) and ours (augmented product, or |r|^2 - 2 q.r:
+        # (2d + 3) u s^2), s = |q| + max |r|: two of each bound a gap's error.
         scale = (query.norm(dim=1) + self.max_norm).pow(2)
-        tolerance = (2 * (3 * self.dim + 6) * _UNIT + 1e-12) * scale
+        tolerance = 2 * (3 * self.dim + 6) * _UNIT * scale
         tied = (distances[:, 1:] - distances[:, :-1]) <= tolerance[:, None]
         # Tie groups: runs of neighbours joined by gaps within the tolerance. faiss may order
         # each group any way, never across groups. A group reaching into the needed columns
@@ -137,36 +140,22 @@ class _OrderCheck:
         return unsafe
 
     def _faiss_rows(self, rows: Tensor, width: int) -> Tensor:
-        """Rows' neighbours from faiss with PML's k; padded to faiss's matrix-product path
-        when PML's call (all queries at once) takes it."""
+        """Rows' neighbours from faiss with PML's k, in batches that take the same faiss code
+        path as PML's call with all queries (padded to 20 rows when that call has >= 20)."""
         if self.index is None:
             self.index = km._faiss_index(self.reference)
         count = rows.numel()
-        if self.query.shape[0] >= _FAISS_BLAS_QUERIES and count < _FAISS_BLAS_QUERIES:
-            rows = torch.cat([rows, rows[:1].repeat(_FAISS_BLAS_QUERIES - count)])
-        own = rows.cpu() if self.own_prefix else None
+        least = _FAISS_BLAS_QUERIES if self.query.shape[0] >= _FAISS_BLAS_QUERIES else 1
+        batch = max(least, km.DEFAULT_MEMORY_BYTES // (16 * (self.faiss_k + 2)))
         out = []
-        batch = max(_FAISS_BLAS_QUERIES, km.DEFAULT_MEMORY_BYTES // (16 * (self.faiss_k + 1)))
-        for s in range(0, rows.numel(), batch):
-            part = rows[s : s + batch]
-            if 0 < part.numel() < _FAISS_BLAS_QUERIES <= rows.numel():
-                part = rows[-_FAISS_BLAS_QUERIES:]  # keep the last batch on the same path
-                found = km._faiss_search(
-                    self.index,
-                    self.query[part],
-                    self.faiss_k,
-                    None if own is None else own[-_FAISS_BLAS_QUERIES:],
-                )
-                out.append(found[-(rows.numel() - s) :])
-                continue
-            found = km._faiss_search(
-                self.index,
-                self.query[part],
-                self.faiss_k,
-                None if own is None else own[s : s + batch],
-            )
-            out.append(found)
-        found = torch.cat(out)[:count, :width]
+        for start in range(0, count, batch):
+            part = rows[start : start + batch]
+            size = part.numel()
+            if size < least:  # pad with repeats of its first row
+                part = torch.cat([part, part[:1].repeat(least - size)])
+            own = part.cpu() if self.own_prefix else None
+            out.append(km._faiss_search(self.index, self.query[part], self.faiss_k, own)[1][:size])
+        found = torch.cat(out)[:, :width]
         if found.shape[1] < width:
             found = torch.cat([found, found.new_full((count, width - found.shape[1]), -1)], 1)
         return found.to(self.query.device)
