@@ -57,8 +57,13 @@ def neighbour_chunks(
         return
     width = min(k_eff + 1, available)  # one more: is the k-th clearly ahead of the rest?
     whole = own_prefix and query.shape[0] == reference.shape[0]
+    device = query.device
     if backend == 'symmetric' and not whole:
         backend = 'auto'
+    if query.device.type == 'cuda' and torch.get_float32_matmul_precision() != 'highest':
+        # TF32 / bf16 products break the float32 error bound of the tie check.
+        backend = 'faiss' if km.faiss is not None else 'torch'
+        query, reference = query.cpu(), reference.cpu()
     everything = None
     if whole:
         everything = km.knn(query, width, None, backend, max_memory_bytes, with_distances=True)
@@ -76,7 +81,7 @@ def neighbour_chunks(
         )[:, :k_eff]
         if k_eff < k:
             found = torch.cat([found, found.new_full((found.shape[0], k - k_eff), -1)], 1)
-        yield start, stop, found
+        yield start, stop, found.to(device)
 
 
 def _ranges(total: int, chunk: int) -> list[tuple[int, int]]:
