@@ -193,3 +193,21 @@ def test_mrr_alone_raises_like_pml(flavour):
     for base in (AccuracyCalculator, KNNAccuracyCalculator):
         with pytest.raises(TypeError):
             CLASSES[flavour](base)(**options).get_accuracy(points, labels)
+
+
+@pytest.fixture
+def faiss_matrix_product_path():
+    """faiss takes its norms + matrix-product path from 8 rows x dims on (default 128,000):
+    PML's search and our faiss re-search of tied queries must agree on that path too."""
+    import faiss
+
+    default = faiss.cvar.distance_compute_blas_threshold
+    faiss.cvar.distance_compute_blas_threshold = 8
+    yield
+    faiss.cvar.distance_compute_blas_threshold = default
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(cases())
+def test_same_answers_on_faiss_matrix_product_path(faiss_matrix_product_path, case):
+    test_same_answers_as_pml.hypothesis.inner_test(case)

@@ -19,9 +19,6 @@ from torch import Tensor
 
 from . import knn_metrics as km
 
-# faiss's distance_compute_blas_threshold: below this many queries it takes another code path
-# (direct differences instead of norms and a matrix product), with other roundings and order.
-_FAISS_BLAS_QUERIES = 20
 _UNIT = 2.0**-24 * 1.01  # float32 unit roundoff, with room for the (1 - n u) denominators
 
 
@@ -146,17 +143,17 @@ class _OrderCheck:
 
     def _faiss_rows(self, rows: Tensor, width: int) -> Tensor:
         """Rows' neighbours from faiss with PML's k, in batches that take the same faiss code
-        path as PML's call with all queries (padded to 20 rows when that call has >= 20)."""
+        path as PML's single call with all queries (padded with repeats where needed)."""
         if self.index is None:
             self.index = km._faiss_index(self.reference)
         count = rows.numel()
-        least = _FAISS_BLAS_QUERIES if self.query.shape[0] >= _FAISS_BLAS_QUERIES else 1
-        batch = max(least, km.DEFAULT_MEMORY_BYTES // (16 * (self.faiss_k + 2)))
+        least, most = faiss_batch_bounds(self.query.shape[0], self.dim, self.reference.shape[0])
+        batch = min(most, max(least, km.DEFAULT_MEMORY_BYTES // (16 * (self.faiss_k + 2))))
         out = []
         for start in range(0, count, batch):
             part = rows[start : start + batch]
             size = part.numel()
-            if size < least:  # pad with repeats of its first row
+            if size < least:
                 part = torch.cat([part, part[:1].repeat(least - size)])
             own = part.cpu() if self.own_prefix else None
             out.append(km._faiss_search(self.index, self.query[part], self.faiss_k, own)[1][:size])
@@ -164,3 +161,22 @@ class _OrderCheck:
         if found.shape[1] < width:
             found = torch.cat([found, found.new_full((count, width - found.shape[1]), -1)], 1)
         return found.to(self.query.device)
+
+
+def faiss_batch_bounds(num_queries: int, dim: int, num_references: int) -> tuple[int, int]:
+    """(least, most) rows of a flat-L2 faiss search that takes the code path a search with
+    ``num_queries`` rows takes. faiss picks a database-parallel search (fewer queries than
+    threads, large database), direct differences (rows x dim below its BLAS threshold) or norms
+    and a matrix product; each has its own roundings and tie order, which are per query."""
+    threads = km.faiss.omp_get_max_threads()
+    threshold = int(km.faiss.cvar.distance_compute_blas_threshold)
+    big = num_references >= max(
+        10000, threads * int(km.faiss.cvar.distance_compute_blas_database_bs)
+    )
+    if threads > 1 and big and num_queries < threads:
+        return 1, num_queries  # database-parallel
+    not_parallel = threads if threads > 1 and big else 1
+    blas_rows = -(-threshold // dim)
+    if num_queries < blas_rows:  # direct differences
+        return min(not_parallel, num_queries), max(not_parallel, blas_rows - 1)
+    return max(not_parallel, blas_rows), 1 << 62
