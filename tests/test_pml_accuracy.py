@@ -295,15 +295,28 @@ def _by_hand(points, labels, k):
     return {name: sum(v) / len(v) for name, v in values.items()}
 
 
-def test_k_beyond_the_references_counts_missing_neighbours_as_misses():
+class _WithExtraMetric(KNNAccuracyCalculator):  # PML's own code then runs every metric
+    def calculate_width(self, knn_labels, **kwargs):
+        return knn_labels.shape[1]
+
+    def requires_knn(self):
+        return [*super().requires_knn(), 'width']
+
+
+@pytest.mark.parametrize('calculator', [KNNAccuracyCalculator, _WithExtraMetric])
+def test_k_beyond_the_references_counts_missing_neighbours_as_misses(calculator):
     # PML pads faiss's missing neighbours with index -1 and reads the last label there.
     points = torch.tensor([[0.0], [1.0], [4.0], [9.0], [16.0]])
     labels = torch.tensor([0, 1, 0, 1, 1])  # the last label is 1: PML would count hits
-    options = dict(include=('precision_at_1', 'mean_average_precision'), k=8, device=CPU)
-    ours = KNNAccuracyCalculator(**options).get_accuracy(points, labels)
-    assert ours == pytest.approx(_by_hand(points, labels, 8))
+    names = ('precision_at_1', 'mean_average_precision')
+    options = dict(include=names, k=8, device=CPU)
+    extra = ('width',) if calculator is _WithExtraMetric else ()
+    ours = calculator(**{**options, 'include': names + extra}).get_accuracy(points, labels)
+    assert {n: ours[n] for n in names} == pytest.approx(_by_hand(points, labels, 8))
     theirs = AccuracyCalculator(**options).get_accuracy(points, labels)
     assert theirs['mean_average_precision'] != pytest.approx(ours['mean_average_precision'])
+    if calculator is _WithExtraMetric:
+        assert ours['width'] == 8
 
 
 def test_labels_beyond_float32_precision_stay_distinct():

@@ -145,19 +145,9 @@ class KNNAccuracyCalculator(AccuracyCalculator):
             label_counts=label_counts, lone_query_labels=lone, not_lone_query_mask=not_lone
         )
         fast = self._vectorised_metrics()
-        finite = all(bool(torch.isfinite(x.pow(2).sum(1)).all()) for x in (query, reference))
-        if (
-            not finite
-            or set(self.curr_function_dict) - set(fast) - {'NMI', 'AMI'}
-            or (self._overridden('_get_accuracy'))
-        ):
+        if not self._fast_path_proven(fast, query, reference):
             fast = []  # PML's k-NN and metric code for everything
-        if not fast:
-            distances, indices = self.knn_func(query, num_k, reference, own)
-            labels = reference_labels[indices]
-            if num_k > len(reference) - int(own):  # PML reads label[-1] for missing ones
-                labels[:, len(reference) - int(own) :] = _missing(query_labels)
-            kwargs.update(knn_labels=labels, knn_distances=distances)
+            kwargs.update(self._pml_neighbours(kwargs, num_k))
         if not bool(not_lone.any()):
             c_f.LOGGER.warning('None of the query labels are in the reference set.')
         if not fast:
@@ -178,6 +168,29 @@ class KNNAccuracyCalculator(AccuracyCalculator):
             name: _constant(self._average(values[name], query_labels, not_lone, unique))
             for name in fast
         }
+
+    def _fast_path_proven(self, fast: list[str], query: Tensor, reference: Tensor) -> bool:
+        """Whether every metric asked for is one computed here (or PML's clustering ones,
+        which never read the neighbours) and the embeddings allow the tie check's bound."""
+        clustering = {m for m in ('NMI', 'AMI') if not self._overridden(f'calculate_{m}')}
+        finite = all(bool(torch.isfinite(x.pow(2).sum(1)).all()) for x in (query, reference))
+        return (
+            finite
+            and not set(self.curr_function_dict) - set(fast) - clustering
+            and not self._overridden('_get_accuracy')
+        )
+
+    def _pml_neighbours(self, kwargs: dict, num_k: int) -> dict:
+        """PML's ``knn_labels`` / ``knn_distances`` from PML's own k-NN, except that
+        neighbours beyond the references are misses (PML reads label[-1] there)."""
+        reference, own = kwargs['reference'], kwargs['ref_includes_query']
+        distances, indices = self.knn_func(kwargs['query'], num_k, reference, own)
+        labels = kwargs['reference_labels'][indices]
+        available = len(reference) - int(own)
+        if num_k > available:
+            every = torch.cat([kwargs['query_labels'], kwargs['reference_labels']])
+            labels[:, available:] = _missing(every)
+        return {'knn_labels': labels, 'knn_distances': distances}
 
     def _vectorised_metrics(self) -> list[str]:
         return [
@@ -225,11 +238,11 @@ def _labels(query_labels: Tensor, reference_labels: Tensor) -> tuple[Tensor, Ten
     return tuple(x.type(torch.float) if exact else x.long() for x in both)
 
 
-def _missing(query_labels: Tensor):
-    """A label no query has (for neighbours that do not exist)."""
-    if query_labels.is_floating_point():
+def _missing(labels: Tensor):
+    """A label no query or reference has (for neighbours that do not exist)."""
+    if labels.is_floating_point():
         return float('nan')
-    return int(query_labels.min()) - 1
+    return int(labels.min()) - 1 if labels.numel() else -1
 
 
 def _constant(value):
