@@ -328,3 +328,14 @@ def test_labels_beyond_float32_precision_stay_distinct():
     _assert_same(ours, AccuracyCalculator(**options).get_accuracy(points, small))
     merged = AccuracyCalculator(**options).get_accuracy(points, big)
     assert merged['precision_at_1'] != pytest.approx(ours['precision_at_1'])
+
+
+def test_sklearn_kmeans_fallback_finds_separated_classes():
+    from gpo_plugin.pml.accuracy import SklearnKMeans
+
+    labels = torch.arange(3).repeat_interleave(5)
+    points = labels[:, None].float() * 100 + torch.randn(
+        15, 2, generator=torch.Generator().manual_seed(0)
+    )
+    calc = KNNAccuracyCalculator(include=('NMI', 'AMI'), kmeans_func=SklearnKMeans(), device=CPU)
+    assert calc.get_accuracy(points, labels) == pytest.approx({'NMI': 1.0, 'AMI': 1.0})

@@ -14,6 +14,7 @@ from gpo_plugin.evaluation.functional import knn_metrics
 from gpo_plugin.evaluation.functional.knn_metrics import (
     DEFAULT_MEMORY_BYTES,
     chunked_per_query,
+    kmeans_clusters,
     relevant_counts,
 )
 
@@ -256,8 +257,4 @@ class SklearnKMeans:
         self.seed = seed
 
     def __call__(self, x: Tensor, num_clusters: int) -> Tensor:
-        from sklearn.cluster import KMeans
-
-        points = x.detach().float().cpu().numpy()
-        clusters = KMeans(num_clusters, n_init=1, random_state=self.seed).fit_predict(points)
-        return torch.from_numpy(clusters).to(x.device)
+        return kmeans_clusters(x, num_clusters, self.seed)

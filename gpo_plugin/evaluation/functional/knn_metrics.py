@@ -322,15 +322,21 @@ def _check_finite(*embeddings: Tensor) -> None:
             )
 
 
+def kmeans_clusters(embeddings: Tensor, num_clusters: int, seed: int = 0) -> Tensor:
+    """Cluster index (N,) of each embedding from scikit-learn's k-means (one initialisation)."""
+    from sklearn.cluster import KMeans
+
+    points = embeddings.detach().float().cpu().numpy()
+    clusters = KMeans(num_clusters, n_init=1, random_state=seed).fit_predict(points)
+    return torch.from_numpy(clusters).to(embeddings.device)
+
+
 def clustering_nmi(embeddings: Tensor, labels: Tensor, seed: int = 0) -> float:
     """NMI between the labels and a k-means clustering (k = number of classes)."""
-    from sklearn.cluster import KMeans
     from sklearn.metrics import normalized_mutual_info_score
 
-    num_classes = int(torch.unique(labels).numel())
-    points = embeddings.detach().float().cpu().numpy()
-    clusters = KMeans(num_classes, n_init=1, random_state=seed).fit_predict(points)
-    return float(normalized_mutual_info_score(labels.cpu().numpy(), clusters))
+    clusters = kmeans_clusters(embeddings, int(torch.unique(labels).numel()), seed)
+    return float(normalized_mutual_info_score(labels.cpu().numpy(), clusters.cpu().numpy()))
 
 
 def _check_embeddings(embeddings: Tensor, labels: Tensor | None, name: str) -> None:
