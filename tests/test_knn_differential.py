@@ -211,3 +211,17 @@ def faiss_matrix_product_path():
 @given(cases())
 def test_same_answers_on_faiss_matrix_product_path(faiss_matrix_product_path, case):
     test_same_answers_as_pml.hypothesis.inner_test(case)
+
+
+@pytest.mark.parametrize('k', ['max_bin_count', 20])
+def test_many_exact_ties_at_the_size_where_faiss_multiplies_matrices(k):
+    # 3,000 x 48 binary embeddings: rows x dims above faiss's default BLAS threshold, so PML's
+    # search takes the matrix-product path and hundreds of queries have mixed-label ties.
+    generator = torch.Generator().manual_seed(11)
+    points = torch.randint(0, 2, (3000, 48), generator=generator).float()
+    labels = torch.randint(0, 500, (3000,), generator=generator)
+    options = dict(include=KNN, k=k, device=CPU)
+    ours = KNNAccuracyCalculator(**options).get_accuracy(points, labels)
+    theirs = AccuracyCalculator(**options).get_accuracy(points, labels)
+    for name in KNN:
+        assert _same(ours[name], theirs[name]), name
