@@ -1,5 +1,6 @@
-"""Metric-learning evaluation at SOP size: ``retrieval_metrics``' steps (symmetric block k-NN,
-as ``backend='auto'`` picks on CPU, and the faiss k-NN; vectorised metrics) against PML's
+"""Metric-learning evaluation at SOP size: ``retrieval_metrics`` end to end (symmetric block
+k-NN, as ``backend='auto'`` picks on CPU, or the faiss k-NN; the tie-order check with its faiss
+re-search; vectorised metrics) against PML's
 ``AccuracyCalculator`` (faiss k-NN) on the same random embeddings in the same process,
 interleaved (``harness.py``). Prints a markdown table of values, wall time,
 the k-NN's share, peak extra memory and ratios.
@@ -18,12 +19,8 @@ import time
 import torch
 from harness import add_common_args, describe_run, setup, time_interleaved
 
-from gpo_plugin.evaluation.functional.knn_metrics import (
-    faiss,
-    knn,
-    metrics_from_neighbours,
-    relevant_counts,
-)
+from gpo_plugin.evaluation.functional import knn_metrics, ordered_knn
+from gpo_plugin.evaluation.functional.knn_metrics import faiss, retrieval_metrics
 
 KEYS = ('precision_at_1', 'r_precision', 'mean_average_precision_at_r')
 
@@ -108,16 +105,34 @@ def main() -> None:
     emb_dev, labels_dev = embeddings.to(device), labels.to(device)
     max_class = int(torch.bincount(labels).max()) - 1  # k of MAP@R, leave-one-out
 
+    researched: list[int] = []
+
     def ours(backend: str):
-        """retrieval_metrics' steps, with the k-NN step timed on its own."""
+        """retrieval_metrics end to end, with its k-NN search timed on its own and the
+        queries re-searched by the tie-order check counted."""
 
         def run(knn_time: list[float]):
-            relevant = relevant_counts(labels_dev, labels_dev, self_excluded=True)
-            k = min(max(int(relevant.max()), 8), len(labels) - 1)
-            start = time.perf_counter()
-            index = knn(emb_dev, k, backend=backend)
-            knn_time.append(time.perf_counter() - start)
-            return metrics_from_neighbours(labels_dev[index], labels_dev, relevant)
+            search, re_search = knn_metrics.knn, ordered_knn._OrderCheck._faiss_rows
+            spent, rows = [0.0], [0]
+
+            def timed_search(*a, **kw):
+                start = time.perf_counter()
+                found = search(*a, **kw)
+                spent[0] += time.perf_counter() - start
+                return found
+
+            def counted(checker, which, width):
+                rows[0] += which.numel()
+                return re_search(checker, which, width)
+
+            knn_metrics.knn, ordered_knn._OrderCheck._faiss_rows = timed_search, counted
+            try:
+                values = retrieval_metrics(emb_dev, labels_dev, backend=backend)
+            finally:
+                knn_metrics.knn, ordered_knn._OrderCheck._faiss_rows = search, re_search
+            knn_time.append(spent[0])
+            researched.append(rows[0])
+            return values
 
         return run
 
@@ -173,6 +188,12 @@ def main() -> None:
         print(
             f'| {name} | {cells} | {timing.cell(unit=1, digits=2)} | {knn_median:.2f} | '
             f'{max(memory[name]):.0f} | {speedup} |'
+        )
+    if researched:
+        print(
+            f'\nqueries re-searched with faiss by the tie-order check: {max(researched)} '
+            f'of {args.num}',
+            end='',
         )
     if reference:
         for name, timing in results.items():

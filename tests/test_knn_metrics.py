@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
 from gpo_plugin.evaluation import MetricLearningMetric
@@ -151,3 +153,99 @@ def test_clear_errors():
     metric = MetricLearningMetric()
     with pytest.raises(KeyError, match='MetricLearningHead'):
         metric.process(None, [dict(gt_label=torch.tensor([0]))])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    n=st.integers(3, 40),
+    dim=st.integers(1, 3),
+    classes=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+    kind=st.sampled_from(['binary', 'coarse', 'duplicates']),
+    backend=st.sampled_from(BACKENDS),
+)
+def test_ties_equal_pml_accuracy_calculator(n, dim, classes, seed, kind, backend):
+    # Exact ties (binary / rounded / duplicated embeddings) of mixed labels: the values equal
+    # PML's, whose faiss k-NN decides the order of equidistant neighbours.
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, classes, (n,), generator=generator)
+    if kind == 'binary':
+        points = torch.randint(0, 2, (n, dim), generator=generator).float()
+    elif kind == 'coarse':
+        points = (torch.randn(n, dim, generator=generator) * 2).round() / 2
+    else:
+        points = torch.randn(n, dim, generator=generator)
+        points[n // 2 :] = points[: n - n // 2].clone()
+    assume(bool((torch.bincount(labels)[labels] > 1).any()))
+    ours = retrieval_metrics(points, labels, recall_ks=(1,), backend=backend, max_memory_bytes=4096)
+    theirs = AccuracyCalculator(include=PML_KEYS, k='max_bin_count').get_accuracy(points, labels)
+    for key in PML_KEYS:
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-9), key
+    assert ours['recall_at_1'] == pytest.approx(theirs['precision_at_1'], abs=1e-9)
+
+
+def test_non_finite_embeddings_are_named():
+    points = torch.randn(6, 2)
+    points[1, 0] = float('inf')
+    with pytest.raises(ValueError, match='inf / NaN'):
+        retrieval_metrics(points, torch.tensor([0, 0, 1, 1, 2, 2]))
+
+
+def _samples(embeddings, labels, is_query=None):
+    samples = [
+        dict(embedding=e, gt_label=torch.tensor([y]))
+        for e, y in zip(embeddings, labels, strict=True)
+    ]
+    if is_query is not None:
+        for sample, flag in zip(samples, is_query.tolist(), strict=True):
+            sample['is_query'] = flag
+    return samples
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_query_gallery_protocol_equals_pml_and_brute_force(seed):
+    # In-Shop style: queries search the gallery only; ties of mixed labels included.
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 12, (90,), generator=generator)
+    embeddings = torch.randint(0, 2, (90, 4), generator=generator).float() + 0.1
+    is_query = torch.rand(90, generator=generator) < 0.4
+    metric = MetricLearningMetric(recall_ks=(1, 10, 20), protocol='query_gallery', normalize=False)
+    metric.process(None, _samples(embeddings, labels, is_query))
+    got = metric.evaluate(90)
+    query, gallery = embeddings[is_query], embeddings[~is_query]
+    q_labels, g_labels = labels[is_query], labels[~is_query]
+    theirs = AccuracyCalculator(include=PML_KEYS, k='max_bin_count').get_accuracy(
+        query, q_labels, gallery, g_labels
+    )
+    for key in PML_KEYS:
+        assert got[f'dml/{key}'] == pytest.approx(theirs[key], abs=1e-12), key
+    # Recall@K by a plain sort: the K-th distance decides, so ties cannot matter for it.
+    distances = torch.cdist(query.double(), gallery.double())
+    kth = distances.sort(1).values
+    keep = (g_labels[None] == q_labels[:, None]).any(1)
+    for K in (1, 10, 20):
+        same = g_labels[None] == q_labels[:, None]
+        within = distances <= kth[:, K - 1 : K]
+        strictly = distances < kth[:, K - 1 : K]
+        # A hit strictly inside the K nearest counts; a hit only at the K-th distance's tie
+        # counts whenever a faiss order can place it there: check the two bounds.
+        low = (same & strictly).any(1)[keep].double().mean().item()
+        high = (same & within).any(1)[keep].double().mean().item()
+        assert low - 1e-12 <= got[f'dml/recall_at_{K}'] <= high + 1e-12
+
+
+def test_customary_recall_sets_and_protocol_errors():
+    assert MetricLearningMetric(recall_ks='sop').recall_ks == (1, 10, 100, 1000)
+    assert MetricLearningMetric(recall_ks='inshop').recall_ks == (1, 10, 20, 30, 40)
+    with pytest.raises(ValueError, match='recall_ks'):
+        MetricLearningMetric(recall_ks='imagenet')
+    with pytest.raises(ValueError, match='protocol'):
+        MetricLearningMetric(protocol='gallery')
+    metric = MetricLearningMetric(protocol='query_gallery')
+    with pytest.raises(KeyError, match='is_query'):
+        metric.process(None, [dict(embedding=torch.randn(3), gt_label=torch.tensor([0]))])
+    metric.process(
+        None, _samples(torch.randn(4, 3), torch.tensor([0, 0, 1, 1]), torch.ones(4).bool())
+    )
+    with pytest.raises(ValueError, match='both queries and'):
+        metric.evaluate(4)

@@ -60,9 +60,9 @@ def test_each_pair_of_blocks_is_computed_once(monkeypatch):
 def test_auto_backend_picks_symmetric_for_leave_one_out_on_cpu(monkeypatch):
     calls = []
 
-    def recording(x, k, block):
+    def recording(x, k, block, with_distances=False):
         calls.append(block)
-        return module.symmetric_knn(x, k, block)
+        return module.symmetric_knn(x, k, block, with_distances)
 
     monkeypatch.setattr(knn_metrics, 'symmetric_knn', recording)
     x = torch.randn(120, 5)

@@ -1,35 +1,53 @@
-"""PML's AccuracyCalculator on the package's chunked k-NN: same arguments, names and values."""
+"""PML's AccuracyCalculator with the package's chunked k-NN: same arguments, keys, values,
+warnings and errors (docs/pml.md#what-is-identical-and-how)."""
 
 from __future__ import annotations
 
 import torch
 from pytorch_metric_learning.utils import accuracy_calculator as pml_acc
+from pytorch_metric_learning.utils import common_functions as c_f
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+from pytorch_metric_learning.utils.inference import FaissKNN
 from torch import Tensor
 
 from gpo_plugin.evaluation.functional import knn_metrics
-from gpo_plugin.evaluation.functional.knn_metrics import DEFAULT_MEMORY_BYTES, knn, relevant_counts
+from gpo_plugin.evaluation.functional.knn_metrics import (
+    DEFAULT_MEMORY_BYTES,
+    chunked_per_query,
+    kmeans_clusters,
+    relevant_counts,
+)
 
-# Metrics that need no more neighbours than the largest class (R of every query).
-_WITHIN_R = ('precision_at_1', 'r_precision', 'mean_average_precision_at_r')
-_RANKED = ('mean_average_precision', 'mean_reciprocal_rank')
+# PML's k-NN metrics that per_query_metrics computes as the same function.
+_VECTORISED = (
+    'precision_at_1',
+    'r_precision',
+    'mean_average_precision_at_r',
+    'mean_average_precision',
+    'mean_reciprocal_rank',
+)
+_FLOAT32_EXACT = 2**24  # integers below this survive PML's cast of labels to float32
 
 
 class KNNAccuracyCalculator(AccuracyCalculator):
-    """Drop-in for PML's ``AccuracyCalculator`` (same constructor, metric names and values,
-    ``avg_of_avgs`` / ``return_per_class`` included) whose k-NN is the package's chunked one
-    (faiss when installed, torch otherwise) and whose metrics are computed on query chunks,
-    so memory stays bounded: only as many neighbours as the largest class are searched for
-    P@1, R-Precision and MAP@R whatever ``k`` is, and the full ``k`` (PML's ``determine_k``)
-    only for ``mean_average_precision`` / ``mean_reciprocal_rank``.
+    """Drop-in for PML's ``AccuracyCalculator``: the same constructor, keys, values, warnings
+    and errors (subclasses' own ``calculate_*`` metrics included), with the k-NN computed in
+    query chunks of bounded memory by the package's search (symmetric leave-one-out on CPU,
+    faiss or torch otherwise) and returned in the order PML's faiss k-NN gives, ties included.
+
+    PML's own code runs the metrics (its ``_get_accuracy`` on its function dict), except PML's
+    unmodified k-NN metrics, which :func:`~gpo_plugin.evaluation.functional.knn_metrics.
+    per_query_metrics` computes without materialising the (Q, k) neighbour table. A custom
+    ``knn_func`` or ``label_comparison_fn`` runs PML's computation unchanged. Two answers
+    differ from PML's on purpose, where PML is wrong: a k beyond the number of references
+    counts the missing neighbours as misses (PML reads label[-1]), and integer labels are not
+    merged by a float32 cast (PML merges labels >= 2**24).
 
     Use it as ``testers.GlobalEmbeddingSpaceTester(accuracy_calculator=KNNAccuracyCalculator())``.
-    A custom ``knn_func`` or ``label_comparison_fn`` falls back to PML's own computation.
 
     Args (besides PML's):
         backend: ``'auto'``, ``'symmetric'``, ``'faiss'`` or ``'torch'``, as for
-            :func:`gpo_plugin.evaluation.functional.knn`: when the queries are the reference
-            set, ``'auto'`` on CPU computes each pair's distance once (``'symmetric'``).
+            :func:`gpo_plugin.evaluation.functional.knn`.
         max_memory_bytes: budget of one query chunk's distance block / neighbour table.
     """
 
@@ -40,7 +58,6 @@ class KNNAccuracyCalculator(AccuracyCalculator):
         max_memory_bytes: int = DEFAULT_MEMORY_BYTES,
         **kwargs,
     ) -> None:
-        self._custom_knn = kwargs.get('knn_func') is not None
         if kwargs.get('kmeans_func') is None and knn_metrics.faiss is None:
             kwargs['kmeans_func'] = SklearnKMeans()
         super().__init__(*args, **kwargs)
@@ -62,10 +79,7 @@ class KNNAccuracyCalculator(AccuracyCalculator):
         include=(),
         exclude=(),
     ):
-        knn_metrics_wanted = set(self.get_function_dict(include, exclude)) & set(
-            self.requires_knn() + list(_RANKED)
-        )
-        if self._custom_knn or self.label_comparison_fn is not pml_acc.EQUALITY:
+        if not self._default_knn() or _labels_not_1d(query_labels, reference_labels):
             return super().get_accuracy(
                 query,
                 query_labels,
@@ -77,119 +91,163 @@ class KNNAccuracyCalculator(AccuracyCalculator):
             )
         if reference is None:
             reference, reference_labels, ref_includes_query = query, query_labels, True
-        query, reference = (_as_tensor(x, self.device).float() for x in (query, reference))
-        query_labels, reference_labels = (
-            _as_tensor(x, self.device).reshape(-1) for x in (query_labels, reference_labels)
+        query, reference = (
+            c_f.numpy_to_torch(x).to(self.device).type(torch.float) for x in (query, reference)
         )
-        if len(query) != len(query_labels) or len(reference) != len(reference_labels):
-            raise ValueError(
-                'KNNAccuracyCalculator: embeddings and labels must have the same length, got '
-                f'{len(query)} / {len(query_labels)} queries and {len(reference)} / '
-                f'{len(reference_labels)} references.'
-            )
-        if ref_includes_query and not (
-            torch.allclose(query, reference[: len(query)])
-            and torch.equal(query_labels, reference_labels[: len(query)])
-        ):
-            raise ValueError(
-                'KNNAccuracyCalculator: with ref_includes_query=True the first len(query) '
-                'references (and labels) must be the queries.'
-            )
+        raw_q, raw_r = (
+            c_f.numpy_to_torch(x).to(self.device) for x in (query_labels, reference_labels)
+        )
+        _check_like_pml(
+            query, raw_q.type(torch.float), reference, raw_r.type(torch.float), ref_includes_query
+        )
+        query_labels, reference_labels = _labels(raw_q, raw_r)
         self.curr_function_dict = self.get_function_dict(include, exclude)
-        results = {}
-        if knn_metrics_wanted:
-            results.update(
-                self._knn_metrics(
-                    query, query_labels, reference, reference_labels, ref_includes_query
-                )
-            )
-        clustering = [m for m in self.curr_function_dict if m in self.requires_clustering()]
-        if clustering:
-            cluster_labels = self.get_cluster_labels(query, query_labels.float())
-            for name in clustering:
-                results[name] = self.curr_function_dict[name](
-                    query_labels=query_labels.float(), cluster_labels=cluster_labels
-                )
-        return {name: results[name] for name in self.curr_function_dict}
+        kwargs = {
+            'query': query,
+            'reference': reference,
+            'query_labels': query_labels,
+            'reference_labels': reference_labels,
+            'ref_includes_query': ref_includes_query,
+            'label_comparison_fn': self.label_comparison_fn,
+        }
+        functions = dict(self.curr_function_dict)
+        if any(x in self.requires_knn() for x in self.get_curr_metrics()):
+            functions.update(self._knn(kwargs))
+        if any(x in self.requires_clustering() for x in self.get_curr_metrics()):
+            kwargs['cluster_labels'] = self.get_cluster_labels(**kwargs)
+        return self._get_accuracy(functions, **kwargs)
 
-    # -- k-NN metrics -----------------------------------------------------------------------
+    def _default_knn(self) -> bool:
+        """Whether the k-NN is PML's default (faiss flat L2, fresh index) on equality labels."""
+        knn = self.knn_func
+        return (
+            self.label_comparison_fn is pml_acc.EQUALITY
+            and type(knn) is FaissKNN
+            and knn.reset_before
+            and knn.gpus is None
+            and knn_metrics.faiss is not None
+            and knn.index_init_fn is knn_metrics.faiss.IndexFlatL2
+        )
 
-    def _knn_metrics(self, query, query_labels, reference, reference_labels, self_included):
-        wanted = [m for m in self.curr_function_dict if m in _WITHIN_R + _RANKED]
-        relevant = relevant_counts(query_labels, reference_labels, self_included)
-        not_lone = relevant > 0
-        _, counts = torch.unique(reference_labels, return_counts=True)
-        num_k = self.determine_k(counts, len(reference), self_included)
-        if any(m in _RANKED for m in wanted):
-            k = num_k
-        else:  # P@1, R-Precision and MAP@R never look past R (or past k when k < R)
-            k = min(num_k, max(int(relevant.max()), 1))
-        k = min(k, len(reference) - int(self_included))
-        per_query = {m: [] for m in wanted}
-        chunk = max(1, self.max_memory_bytes // (8 * 4 * max(k, 1)))
-        # Queries = references: one leave-one-out search over the whole set (each pair's
-        # distance once with the symmetric backend); (N, k) indices are small.
-        whole = self_included and len(query) == len(reference)
-        if whole:
-            neighbours = knn(query, k, None, self.backend, self.max_memory_bytes)
-        for start in range(0, len(query), chunk):
-            stop = min(start + chunk, len(query))
-            if whole:
-                index = neighbours[start:stop]
-            else:
-                index = self._neighbours(query[start:stop], k, reference, self_included, start)
-            hits = reference_labels[index] == query_labels[start:stop, None]
-            for name, values in _per_query(hits, relevant[start:stop], wanted).items():
-                per_query[name].append(values)
-        labels = query_labels[not_lone][:, None].float()
-        out = {}
-        for name, chunks in per_query.items():
-            values = torch.cat(chunks)[not_lone]
-            if values.numel() == 0:
-                out[name] = pml_acc.nan_accuracy(torch.unique(query_labels), self.return_per_class)
-            else:
-                out[name] = pml_acc.maybe_get_avg_of_avgs(
-                    values, labels, self.avg_of_avgs, self.return_per_class
-                )
-        return out
+    def _knn(self, kwargs: dict) -> dict:
+        """Adds PML's k-NN keyword arguments to ``kwargs``; returns the metrics computed here
+        (as functions returning their value)."""
+        query, reference = kwargs['query'], kwargs['reference']
+        query_labels, reference_labels = kwargs['query_labels'], kwargs['reference_labels']
+        own = kwargs['ref_includes_query']
+        relevant = relevant_counts(query_labels, reference_labels, own)
+        counts = relevant + int(own)
+        unique = torch.unique(query_labels, dim=0)
+        label_counts = (unique, relevant_counts(unique, reference_labels, False))
+        not_lone = relevant > 0 if own else counts > 0
+        lone = torch.unique(query_labels[~not_lone])
+        num_k = self.determine_k(label_counts[1], len(reference), own)
+        kwargs.update(
+            label_counts=label_counts, lone_query_labels=lone, not_lone_query_mask=not_lone
+        )
+        fast = self._vectorised_metrics()
+        if not self._fast_path_proven(fast, query, reference):
+            fast = []  # PML's k-NN and metric code for everything
+            kwargs.update(self._pml_neighbours(kwargs, num_k))
+        if not bool(not_lone.any()):
+            c_f.LOGGER.warning('None of the query labels are in the reference set.')
+        if not fast:
+            return {}
+        values = chunked_per_query(
+            query,
+            query_labels,
+            reference,
+            reference_labels,
+            own,
+            fast,
+            num_k,
+            relevant.clamp(min=0),
+            self.backend,
+            self.max_memory_bytes,
+        )
+        return {
+            name: _constant(self._average(values[name], query_labels, not_lone, unique))
+            for name in fast
+        }
 
-    def _neighbours(self, query, k, reference, self_included, offset) -> Tensor:
-        """(q, k) reference indices, nearest first; with ``self_included`` the query's own
-        index (offset + row) is dropped, or the last of k + 1 neighbours when it is not among
-        them (ties), exactly as PML's k-NN does."""
-        if not self_included:
-            return knn(query, k, reference, self.backend, self.max_memory_bytes)
-        found = knn(query, k + 1, reference, self.backend, self.max_memory_bytes)
-        own = torch.arange(offset, offset + len(query), device=found.device)[:, None]
-        is_self = found == own
-        is_self[~is_self.any(1), -1] = True
-        return found[~is_self].reshape(len(query), k)
+    def _fast_path_proven(self, fast: list[str], query: Tensor, reference: Tensor) -> bool:
+        """Whether every metric asked for is one computed here (or PML's clustering ones,
+        which never read the neighbours) and the embeddings allow the tie check's bound."""
+        clustering = {m for m in ('NMI', 'AMI') if not self._overridden(f'calculate_{m}')}
+        finite = all(bool(torch.isfinite(x.pow(2).sum(1)).all()) for x in (query, reference))
+        return (
+            finite
+            and not set(self.curr_function_dict) - set(fast) - clustering
+            and not self._overridden('_get_accuracy')
+        )
+
+    def _pml_neighbours(self, kwargs: dict, num_k: int) -> dict:
+        """PML's ``knn_labels`` / ``knn_distances`` from PML's own k-NN, except that
+        neighbours beyond the references are misses (PML reads label[-1] there)."""
+        reference, own = kwargs['reference'], kwargs['ref_includes_query']
+        distances, indices = self.knn_func(kwargs['query'], num_k, reference, own)
+        labels = kwargs['reference_labels'][indices]
+        available = len(reference) - int(own)
+        if num_k > available:
+            every = torch.cat([kwargs['query_labels'], kwargs['reference_labels']])
+            labels[:, available:] = _missing(every)
+        return {'knn_labels': labels, 'knn_distances': distances}
+
+    def _vectorised_metrics(self) -> list[str]:
+        return [
+            name
+            for name in self.curr_function_dict
+            if name in _VECTORISED and not self._overridden(f'calculate_{name}')
+        ]
+
+    def _overridden(self, method: str) -> bool:
+        return getattr(type(self), method) is not getattr(AccuracyCalculator, method)
+
+    def _average(self, values: Tensor, labels: Tensor, not_lone: Tensor, unique: Tensor):
+        if not bool(not_lone.any()):
+            return pml_acc.nan_accuracy(unique, self.return_per_class)
+        return pml_acc.maybe_get_avg_of_avgs(
+            values[not_lone], labels[not_lone][:, None], self.avg_of_avgs, self.return_per_class
+        )
 
 
-def _per_query(hits: Tensor, relevant: Tensor, wanted: list[str]) -> dict[str, Tensor]:
-    """Per-query values with PML's definitions, from the (q, k) hit table (nearest first) and
-    the number R of relevant references of each query (columns beyond k do not count)."""
-    ranks = torch.arange(1, hits.shape[1] + 1, device=hits.device)
-    within_r = ranks[None] <= relevant[:, None]
-    hits_r = hits & within_r
-    r = relevant.double()
-    out = {}
-    if 'precision_at_1' in wanted:
-        out['precision_at_1'] = hits[:, 0].double()
-    if 'r_precision' in wanted:
-        out['r_precision'] = hits_r.sum(1) / within_r.sum(1).double()
-    if 'mean_average_precision_at_r' in wanted:
-        out['mean_average_precision_at_r'] = (hits_r.cumsum(1).double() * hits_r / ranks).sum(1) / r
-    if 'mean_average_precision' in wanted:
-        out['mean_average_precision'] = (hits.cumsum(1).double() * hits / ranks).sum(1) / r
-    if 'mean_reciprocal_rank' in wanted:
-        first = torch.where(hits.any(1), hits.double().argmax(1) + 1.0, torch.inf)
-        out['mean_reciprocal_rank'] = 1.0 / first
-    return out
+def _labels_not_1d(*labels) -> bool:
+    return any(x is not None and len(getattr(x, 'shape', ())) != 1 for x in labels)
 
 
-def _as_tensor(x, device) -> Tensor:
-    return (torch.as_tensor(x) if not isinstance(x, Tensor) else x).to(device)
+def _check_like_pml(query, query_labels, reference, reference_labels, ref_includes_query):
+    """PML's input checks, with its messages."""
+    if len(query) != len(query_labels) or len(reference) != len(reference_labels):
+        raise ValueError('embeddings and labels must have the same length')
+    if ref_includes_query and not (
+        torch.allclose(query, reference[: len(query)])
+        and torch.allclose(query_labels, reference_labels[: len(query)])
+    ):
+        raise ValueError(
+            'When ref_includes_query is True, the first len(query) elements of reference must '
+            'be equal to query.\nLikewise, the first len(query_labels) elements of '
+            'reference_labels must be equal to query_labels.\n'
+        )
+
+
+def _labels(query_labels: Tensor, reference_labels: Tensor) -> tuple[Tensor, Tensor]:
+    """PML's float32 labels where that cast is exact; int64 where it would merge labels."""
+    both = (query_labels, reference_labels)
+    if any(x.is_floating_point() for x in both):
+        return tuple(x.type(torch.float) for x in both)
+    exact = all(x.numel() == 0 or int(x.long().abs().max()) < _FLOAT32_EXACT for x in both)
+    return tuple(x.type(torch.float) if exact else x.long() for x in both)
+
+
+def _missing(labels: Tensor):
+    """A label no query or reference has (for neighbours that do not exist)."""
+    if labels.is_floating_point():
+        return float('nan')
+    return int(labels.min()) - 1 if labels.numel() else -1
+
+
+def _constant(value):
+    return lambda **kwargs: value
 
 
 class SklearnKMeans:
@@ -199,8 +257,4 @@ class SklearnKMeans:
         self.seed = seed
 
     def __call__(self, x: Tensor, num_clusters: int) -> Tensor:
-        from sklearn.cluster import KMeans
-
-        points = x.detach().float().cpu().numpy()
-        clusters = KMeans(num_clusters, n_init=1, random_state=self.seed).fit_predict(points)
-        return torch.from_numpy(clusters).to(x.device)
+        return kmeans_clusters(x, num_clusters, self.seed)

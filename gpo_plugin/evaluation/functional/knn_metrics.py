@@ -32,7 +32,8 @@ def knn(
     reference: Tensor | None = None,
     backend: str = 'auto',
     max_memory_bytes: int = DEFAULT_MEMORY_BYTES,
-) -> Tensor:
+    with_distances: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Indices (Q, k) of the k nearest references (Euclidean), nearest first.
 
     With ``reference=None`` the query set is its own reference set and each query's own index
@@ -47,6 +48,8 @@ def knn(
         reference: (R, D) embeddings, or None for leave-one-out within ``query``.
         backend: ``'torch'``, ``'faiss'``, ``'symmetric'`` or ``'auto'``: symmetric for
             leave-one-out on CPU, else faiss when installed and on CPU, else torch.
+        with_distances: return ``(distances, indices)``: the float32 squared distances as
+            the backend computed them (the torch one omits the constant |q|^2 of each row).
     """
     self_excluded = reference is None
     reference = query if reference is None else reference
@@ -63,10 +66,12 @@ def knn(
                 "knn: backend='symmetric' needs the query set as its own reference set "
                 '(reference=None).'
             )
-        return symmetric_knn(query, k, block=_symmetric_block(max_memory_bytes))
-    if backend == 'faiss':
-        return _knn_faiss(query, k, reference, self_excluded)
-    return _knn_torch(query, k, reference, self_excluded, max_memory_bytes)
+        found = symmetric_knn(query, k, _symmetric_block(max_memory_bytes), with_distances=True)
+    elif backend == 'faiss':
+        found = _knn_faiss(query, k, reference, 0 if self_excluded else None)
+    else:
+        found = _knn_torch(query, k, reference, 0 if self_excluded else None, max_memory_bytes)
+    return found if with_distances else found[1]
 
 
 def _auto_backend(query: Tensor, self_excluded: bool) -> str:
@@ -84,36 +89,55 @@ def _symmetric_block(max_memory_bytes: int) -> int:
 
 
 def _knn_torch(
-    query: Tensor, k: int, reference: Tensor, self_excluded: bool, max_memory_bytes: int
-) -> Tensor:
+    query: Tensor, k: int, reference: Tensor, offset: int | None, max_memory_bytes: int
+) -> tuple[Tensor, Tensor]:
+    """Chunked exhaustive search; with ``offset`` query row i never retrieves reference
+    ``offset + i`` (itself)."""
     query, reference = query.float(), reference.float()
     ref_sq = reference.pow(2).sum(1)
     chunk = max(1, max_memory_bytes // (4 * reference.shape[0]))
-    out = []
+    values, out = [], []
     for start in range(0, query.shape[0], chunk):
         q = query[start : start + chunk]
         # |q|^2 is constant per row: ranking needs |r|^2 - 2 q.r only.
         dist = torch.addmm(ref_sq[None], q, reference.T, alpha=-2)
-        if self_excluded:
+        if offset is not None:
             rows = torch.arange(q.shape[0], device=q.device)
-            dist[rows, rows + start] = float('inf')
-        out.append(dist.topk(k, dim=1, largest=False, sorted=True).indices)
-    return torch.cat(out)
+            dist[rows, rows + start + offset] = float('inf')
+        found = dist.topk(k, dim=1, largest=False, sorted=True)
+        values.append(found.values)
+        out.append(found.indices)
+    return torch.cat(values), torch.cat(out)
 
 
-def _knn_faiss(query: Tensor, k: int, reference: Tensor, self_excluded: bool) -> Tensor:
+def _knn_faiss(
+    query: Tensor, k: int, reference: Tensor, offset: int | None
+) -> tuple[Tensor, Tensor]:
     if faiss is None:
         raise ImportError("knn: backend='faiss' needs faiss (pip install 'gpo-plugin[faiss]').")
+    index = _faiss_index(reference)
+    own = None if offset is None else torch.arange(offset, offset + len(query))
+    return tuple(x.to(query.device) for x in _faiss_search(index, query, k, own))
+
+
+def _faiss_index(reference: Tensor):
     index = faiss.IndexFlatL2(reference.shape[1])
     index.add(reference.detach().float().cpu().contiguous().numpy())
-    _, found = index.search(query.detach().float().cpu().contiguous().numpy(), k + self_excluded)
-    found = torch.from_numpy(found).to(query.device)
-    if not self_excluded:
-        return found
-    # Drop each row's own index (or, if it was not retrieved, the last neighbour).
-    is_self = found == torch.arange(found.shape[0], device=found.device)[:, None]
+    return index
+
+
+def _faiss_search(index, query: Tensor, k: int, own: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``index.search`` for k neighbours (k + 1 when ``own`` gives each row's own reference
+    index, which is then dropped, or the last neighbour when it was not retrieved: PML's
+    ``return_results``)."""
+    points = query.detach().float().cpu().contiguous().numpy()
+    distances, found = map(torch.from_numpy, index.search(points, k + int(own is not None)))
+    if own is None:
+        return distances, found
+    is_self = found == own[:, None]
     is_self[~is_self.any(1), -1] = True
-    return found[~is_self].reshape(found.shape[0], k)
+    keep = ~is_self
+    return distances[keep].reshape(-1, k), found[keep].reshape(-1, k)
 
 
 def relevant_counts(query_labels: Tensor, reference_labels: Tensor, self_excluded: bool) -> Tensor:
@@ -124,40 +148,115 @@ def relevant_counts(query_labels: Tensor, reference_labels: Tensor, self_exclude
     return torch.where(found, counts[position], 0) - int(self_excluded)
 
 
+def per_query_metrics(
+    hits: Tensor, relevant: Tensor, num_k: int, names: Sequence[str]
+) -> dict[str, Tensor]:
+    """Per-query values of PML's k-NN metrics from the hit table, with PML's dtypes.
+
+    Args:
+        hits: (Q, n) bool, whether each of the nearest n <= ``num_k`` neighbours shares the
+            query's label (columns past n count as misses).
+        relevant: (Q,) number R of references sharing each query's label (R >= 1).
+        num_k: the k of the search (PML's ``determine_k``): R-Precision and MAP@R look at
+            min(R, k) columns, ``mean_average_precision`` / ``mean_reciprocal_rank`` at k.
+        names: any of ``precision_at_1``, ``r_precision``, ``mean_average_precision_at_r``,
+            ``mean_average_precision``, ``mean_reciprocal_rank``, ``recall_at_{K}``.
+    """
+    ranks = torch.arange(1, hits.shape[1] + 1, device=hits.device)
+    within_r = ranks[None] <= relevant[:, None]
+    hits_r = hits & within_r
+    r = relevant.double()
+    out = {}
+    for name in names:
+        if name == 'precision_at_1':
+            out[name] = hits[:, :1].sum(1).double()
+        elif name == 'r_precision':
+            out[name] = hits_r.sum(1).double() / relevant.clamp(max=num_k).double()
+        elif name == 'mean_average_precision_at_r':
+            out[name] = (hits_r.cumsum(1).double() * hits_r / ranks).sum(1) / r
+        elif name == 'mean_average_precision':
+            out[name] = (hits.cumsum(1).double() * hits / ranks).sum(1) / r
+        elif name == 'mean_reciprocal_rank':  # float32, as PML computes it
+            first = torch.ones(len(hits), device=hits.device)
+            if hits.shape[1]:
+                first = hits.int().argmax(1).float() + 1.0
+            out[name] = torch.where(hits.any(1), 1.0 / first, 0.0)
+        elif name.startswith('recall_at_'):
+            out[name] = hits[:, : int(name[len('recall_at_') :])].any(1).double()
+        else:
+            raise KeyError(f'per_query_metrics: unknown metric {name!r}.')
+    return out
+
+
+def needed_columns(names: Sequence[str], relevant: Tensor, num_k: int) -> Tensor:
+    """(Q,) leading neighbour columns whose hit pattern the metrics ``names`` depend on."""
+    need = torch.zeros_like(relevant)
+    for name in names:
+        if name in ('mean_average_precision', 'mean_reciprocal_rank'):
+            need = need.clamp(min=num_k)
+        elif name in ('r_precision', 'mean_average_precision_at_r'):
+            need = torch.maximum(need, relevant)
+        elif name == 'precision_at_1':
+            need = need.clamp(min=1)
+        elif name.startswith('recall_at_'):
+            need = need.clamp(min=int(name[len('recall_at_') :]))
+    return need.clamp(max=num_k)
+
+
+def chunked_per_query(
+    query: Tensor,
+    query_labels: Tensor,
+    reference: Tensor,
+    reference_labels: Tensor,
+    own_prefix: bool,
+    names: Sequence[str],
+    num_k: int,
+    relevant: Tensor,
+    backend: str = 'auto',
+    max_memory_bytes: int = DEFAULT_MEMORY_BYTES,
+) -> dict[str, Tensor]:
+    """Per-query values (:func:`per_query_metrics`) of every query, from a chunked k-NN in the
+    order PML's default k-NN gives (:mod:`.ordered_knn`); only the columns the metrics need
+    are searched (at most ``num_k``)."""
+    from .ordered_knn import neighbour_chunks
+
+    needed = needed_columns(names, relevant, num_k)
+    width = int(needed.max()) if needed.numel() else 0
+
+    def hits_of(start: int, index: Tensor) -> Tensor:
+        labels = reference_labels[index.clamp(min=0)]
+        return (index >= 0) & (labels == query_labels[start : start + len(index), None])
+
+    parts = {name: [] for name in names}
+    for start, _, index in neighbour_chunks(
+        query, reference, width, own_prefix, hits_of, needed, num_k, backend, max_memory_bytes
+    ):
+        values = per_query_metrics(
+            hits_of(start, index), relevant[start : start + len(index)], num_k, names
+        )
+        for name in names:
+            parts[name].append(values[name])
+    return {name: torch.cat(chunks) for name, chunks in parts.items()}
+
+
 def metrics_from_neighbours(
     neighbour_labels: Tensor,
     query_labels: Tensor,
     relevant: Tensor,
     recall_ks: Sequence[int] = (1, 2, 4, 8),
 ) -> dict[str, float]:
-    """P@1, R-Precision, MAP@R and Recall@K from the labels of the ranked neighbours.
-
-    Args:
-        neighbour_labels: (Q, k) labels of each query's neighbours, nearest first, with
-            k >= max(relevant) (and >= max(recall_ks) for the recalls).
-        query_labels: (Q,) labels.
-        relevant: (Q,) number R of references sharing the query's label; queries with R = 0
-            are left out of every metric.
-    """
+    """P@1, R-Precision, MAP@R and Recall@K (means over the queries with R >= 1) from the
+    labels (Q, k) of the ranked neighbours (k >= max(relevant), >= max(recall_ks))."""
     keep = relevant > 0
     if not bool(keep.any()):
         raise ValueError('metrics: no query has another sample of its class in the reference set.')
-    labels, r = query_labels[keep], relevant[keep]
-    hits = neighbour_labels[keep] == labels[:, None]  # (Q', k)
-    ranks = torch.arange(1, hits.shape[1] + 1, device=hits.device)
-    within_r = ranks[None] <= r[:, None]
-    hits_r = hits & within_r
-    r64 = r.double()
-    cumulative = hits_r.cumsum(1).double()
-    metrics = {
-        'precision_at_1': hits[:, 0].double().mean().item(),
-        'r_precision': (hits_r.sum(1) / r64).mean().item(),
-        'mean_average_precision_at_r': ((cumulative / ranks * hits_r).sum(1) / r64).mean().item(),
-    }
-    for K in recall_ks:
-        if K <= hits.shape[1]:
-            metrics[f'recall_at_{K}'] = hits[:, :K].any(1).double().mean().item()
-    return metrics
+    hits = neighbour_labels[keep] == query_labels[keep][:, None]
+    names = [*_PML_NAMES, *(f'recall_at_{K}' for K in recall_ks if K <= hits.shape[1])]
+    values = per_query_metrics(hits, relevant[keep], hits.shape[1], names)
+    return {name: value.mean().item() for name, value in values.items()}
+
+
+_PML_NAMES = ('precision_at_1', 'r_precision', 'mean_average_precision_at_r')
 
 
 def retrieval_metrics(
@@ -172,32 +271,72 @@ def retrieval_metrics(
     """Leave-one-out retrieval metrics of ``embeddings`` (N, D) with ``labels`` (N,), or of
     separate ``query`` embeddings against ``embeddings`` as the reference set.
 
-    Returns a dict with ``precision_at_1``, ``r_precision``, ``mean_average_precision_at_r``
-    (all as PML's ``AccuracyCalculator``) and ``recall_at_{K}`` for K in ``recall_ks``.
+    Returns ``precision_at_1``, ``r_precision``, ``mean_average_precision_at_r`` (PML's
+    ``AccuracyCalculator`` with ``k='max_bin_count'``: its values, ties included) and
+    ``recall_at_{K}`` for K in ``recall_ks``, all averaged over the queries whose class has
+    another member among the references.
     """
     _check_embeddings(embeddings, labels, 'embeddings')
-    self_excluded = query is None
-    if self_excluded:
+    own_prefix = query is None
+    if own_prefix:
         query, query_labels = embeddings, labels
     else:
         _check_embeddings(query, query_labels, 'query')
-    labels, query_labels = labels.long(), query_labels.long()
-    relevant = relevant_counts(query_labels, labels, self_excluded)
-    available = embeddings.shape[0] - int(self_excluded)
-    k = min(max([int(relevant.max()), *recall_ks, 1]), available)
-    index = knn(query, k, None if self_excluded else embeddings, backend, max_memory_bytes)
-    return metrics_from_neighbours(labels[index], query_labels, relevant, recall_ks)
+    labels, query_labels = _exact_labels(labels), _exact_labels(query_labels)
+    query, embeddings = query.detach().float(), embeddings.detach().float()
+    _check_finite(query, embeddings)
+    relevant = relevant_counts(query_labels, labels, own_prefix)
+    keep = relevant > 0
+    if not bool(keep.any()):
+        raise ValueError('metrics: no query has another sample of its class in the reference set.')
+    available = embeddings.shape[0] - int(own_prefix)
+    # PML's k='max_bin_count': the largest reference count of a query label.
+    num_k = max([int(relevant.max()), *recall_ks, 1])
+    names = [*_PML_NAMES, *(f'recall_at_{K}' for K in recall_ks if K <= available)]
+    values = chunked_per_query(
+        query,
+        query_labels,
+        embeddings,
+        labels,
+        own_prefix,
+        names,
+        num_k,
+        relevant,
+        backend,
+        max_memory_bytes,
+    )
+    return {name: value[keep].mean().item() for name, value in values.items()}
+
+
+def _exact_labels(labels: Tensor) -> Tensor:
+    """Labels compared exactly: integers (and bools) as int64, floating labels as float32."""
+    return labels.float() if labels.is_floating_point() else labels.long()
+
+
+def _check_finite(*embeddings: Tensor) -> None:
+    for x in embeddings:
+        if x.numel() and not bool(torch.isfinite(x.pow(2).sum(1)).all()):
+            raise ValueError(
+                'metrics: the embeddings hold inf / NaN (or values whose squares overflow '
+                'float32); check the model output or normalise the embeddings.'
+            )
+
+
+def kmeans_clusters(embeddings: Tensor, num_clusters: int, seed: int = 0) -> Tensor:
+    """Cluster index (N,) of each embedding from scikit-learn's k-means (one initialisation)."""
+    from sklearn.cluster import KMeans
+
+    points = embeddings.detach().float().cpu().numpy()
+    clusters = KMeans(num_clusters, n_init=1, random_state=seed).fit_predict(points)
+    return torch.from_numpy(clusters).to(embeddings.device)
 
 
 def clustering_nmi(embeddings: Tensor, labels: Tensor, seed: int = 0) -> float:
     """NMI between the labels and a k-means clustering (k = number of classes)."""
-    from sklearn.cluster import KMeans
     from sklearn.metrics import normalized_mutual_info_score
 
-    num_classes = int(torch.unique(labels).numel())
-    points = embeddings.detach().float().cpu().numpy()
-    clusters = KMeans(num_classes, n_init=1, random_state=seed).fit_predict(points)
-    return float(normalized_mutual_info_score(labels.cpu().numpy(), clusters))
+    clusters = kmeans_clusters(embeddings, int(torch.unique(labels).numel()), seed)
+    return float(normalized_mutual_info_score(labels.cpu().numpy(), clusters.cpu().numpy()))
 
 
 def _check_embeddings(embeddings: Tensor, labels: Tensor | None, name: str) -> None:

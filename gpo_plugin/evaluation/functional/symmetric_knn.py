@@ -27,7 +27,9 @@ COLUMN_GROUP = 16
 DEFAULT_BLOCK = 2048  # measured fastest of 1024 / 1536 / 2048 / 4096 at SOP size on CPU
 
 
-def symmetric_knn(embeddings: Tensor, k: int, block: int = DEFAULT_BLOCK) -> Tensor:
+def symmetric_knn(
+    embeddings: Tensor, k: int, block: int = DEFAULT_BLOCK, with_distances: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
     """Indices (N, k) of each row's k nearest other rows (Euclidean), nearest first.
 
     Args:
@@ -35,6 +37,7 @@ def symmetric_knn(embeddings: Tensor, k: int, block: int = DEFAULT_BLOCK) -> Ten
         k: neighbours per row.
         block: rows per square block (rounded up to a multiple of 32); a block holds
             ``block**2`` float32 scores.
+        with_distances: also return the (N, k) float32 squared distances, as computed.
     """
     num = embeddings.shape[0]
     if not 0 < k < num:
@@ -60,6 +63,8 @@ def symmetric_knn(embeddings: Tensor, k: int, block: int = DEFAULT_BLOCK) -> Ten
             for_cols = _row_candidates(distances.t(), best.threshold(cols), cols, rows)
             # Rows and columns are disjoint sets of lists: one merge serves both.
             best.merge(*(torch.cat(pair) for pair in zip(for_rows, for_cols, strict=True)))
+    if with_distances:
+        return best.distances[:num], best.indices[:num]
     return best.indices[:num]
 
 
