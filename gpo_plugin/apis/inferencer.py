@@ -18,6 +18,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from gpo_plugin.datasets.text_tokenizers import build_caption_tokenizer
 from gpo_plugin.datasets.vse_collate import vse_collate
+from gpo_plugin.evaluation.functional.retrieval_ranks import topk_by_rule
 from gpo_plugin.registry import MODELS
 
 # Transforms of a test pipeline that act on captions only (left out for images).
@@ -245,7 +246,8 @@ class VSEInferencer:
                 f'VSEInferencer.retrieve: query embeddings are {q.shape[-1]}-d, gallery '
                 f'{g.shape[-1]}-d.'
             )
-        scores, indices = (q @ g.t()).topk(min(topk, len(g)), dim=1)
+        # Equal scores in the order of the published evaluation's argsort (tie_rule).
+        scores, indices = topk_by_rule(q @ g.t(), topk)
         return [
             [(int(i), float(v)) for i, v in zip(row_i, row_v, strict=True)]
             for row_i, row_v in zip(indices, scores, strict=True)
