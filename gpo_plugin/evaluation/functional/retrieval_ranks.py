@@ -24,6 +24,8 @@ from gpo_plugin.utils.onednn_linear import matmul_nt
 TIE_RULES = ('published', 'optimistic', 'pessimistic')
 # Columns of the score matrix gathered at once for the rows resolved by argsort.
 _GATHER_BYTES = 256 << 20
+# Score-block columns compared at once (256 rows x 1024 columns of float32 = 1 MiB).
+_SLICE = 1024
 
 
 def check_tie_rule(tie_rule: str) -> str:
@@ -173,6 +175,7 @@ class _Pass:
         self.fold_nan_col = torch.zeros_like(self.nan_col)
         self.truth = self._truth()
         self.mismatch = torch.zeros_like(self.nan_col)
+        self.finite = _bounded_scores(img, txt)
 
     def blocks(self):
         """(fold columns, start, stop) of every row block, folds never straddled."""
@@ -199,45 +202,70 @@ class _Pass:
     def run(self) -> None:
         for cols, start, stop in self.blocks():
             scores = matmul_nt(self.img[start:stop], self.txt)  # (c, N_txt)
-            self._rows(scores, start, stop, cols)
-            self._columns(scores, start, stop, cols)
+            self._block(scores, start, stop, cols)
 
-    def _rows(self, scores: Tensor, start: int, stop: int, cols: slice) -> None:
-        """Image-to-text ranks of this block's rows (full set and within the fold)."""
-        own_col = torch.arange(
-            int(self.first[start]), int(self.last[stop - 1]), device=scores.device
-        )
+    def _block(self, scores: Tensor, start: int, stop: int, cols: slice) -> None:
+        """Both ways' counts of one row block, a cache-sized slice of columns at a time."""
+        n, device = stop - start, scores.device
+        own_col = torch.arange(int(self.first[start]), int(self.last[stop - 1]), device=device)
         own_row = self.cap_img[own_col] - start
         own = scores[own_row, own_col]
-        best = torch.full((stop - start,), -math.inf, dtype=own.dtype, device=own.device)
+        # The caption's own entry is not a competitor: with own == truth it is not counted
+        # (nor, below, among the equal ones but once); otherwise its column is gathered.
+        truth = self.truth[own_col]
+        self.mismatch[own_col] |= (own != truth) & ~(torch.isnan(own) & torch.isnan(truth))
+        best = torch.full((n,), -math.inf, dtype=own.dtype, device=device)
         best = best.scatter_reduce(0, own_row, own, 'amax')
-        # scatter_reduce's amax skips NaN; the published argsort sees it.
-        nan_own = _count_by(own_row, torch.isnan(own), stop - start) > 0
-        n_own_best = _count_by(own_row, own == best[own_row], stop - start)
-        self.i2t[start:stop] = self._row_ranks(scores, best, n_own_best, nan_own)
-        if self.fold_size:
-            self.fold_i2t[start:stop] = self._row_ranks(scores[:, cols], best, n_own_best, nan_own)
-        rows = self._irregular_rows(scores, best, n_own_best, nan_own)
-        for r in rows.tolist():
-            self._argsort_row(scores[r], start + r, cols)
-
-    def _row_ranks(self, scores, best, n_own_best, nan_own) -> Tensor:
-        above = _count(scores > best.unsqueeze(1), dim=1)
-        if self.rule == 'optimistic':
-            return above
-        equal = _count(scores == best.unsqueeze(1), dim=1)
-        if self.rule == 'pessimistic':
-            return above + equal - n_own_best
-        return above  # published: the tied rows are replaced by their argsort below
-
-    def _irregular_rows(self, scores, best, n_own_best, nan_own) -> Tensor:
-        if self.rule != 'published':
-            return torch.zeros(0, dtype=torch.long)
-        tied = _count(scores == best.unsqueeze(1), dim=1) > 1
-        nan_row = nan_own | torch.isnan(best)
-        if bool(torch.isnan(scores).any()):
+        n_own_best = _count_by(own_row, own == best[own_row], n)
+        best_col = best.unsqueeze(1)
+        exact = self.rule != 'optimistic'
+        zeros = [torch.zeros(n, dtype=torch.int32, device=device) for _ in range(4)]
+        row_gt, row_eq, fold_gt, fold_eq = zeros
+        for lo, hi in self._slices(cols):
+            # The four comparisons of a slice run while it is in cache: together about as
+            # fast as two over the whole block.
+            block, col_truth = scores[:, lo:hi], self.truth[lo:hi]
+            in_fold = bool(self.fold_size) and cols.start <= lo and hi <= cols.stop
+            gt = _count(block > best_col, dim=1)
+            row_gt += gt
+            above = _count(block > col_truth, dim=0)
+            self.t2i[lo:hi] += above
+            if in_fold:
+                fold_gt += gt
+                # Every row of this block lies in the fold: its column counts are the fold's.
+                self.fold_t2i[lo:hi] += above
+            if exact:
+                eq = _count(block == best_col, dim=1)
+                row_eq += eq
+                equal = _count(block == col_truth, dim=0)
+                self.t2i_eq[lo:hi] += equal
+                if in_fold:
+                    fold_eq += eq
+                    self.fold_t2i_eq[lo:hi] += equal
+        nan_row = torch.isnan(best) | (_count_by(own_row, torch.isnan(own), n) > 0)
+        if not self.finite and bool(torch.isnan(scores).any()):
             nan_row |= torch.isnan(scores).any(dim=1)
-        return torch.nonzero(tied | nan_row).flatten().cpu()
+            nan = torch.isnan(scores).any(dim=0)
+            self.nan_col |= nan
+            self.fold_nan_col[cols] |= nan[cols]
+        self.i2t[start:stop] = row_gt
+        if self.fold_size:
+            self.fold_i2t[start:stop] = fold_gt
+        if self.rule == 'pessimistic':
+            self.i2t[start:stop] += row_eq - n_own_best
+            if self.fold_size:
+                self.fold_i2t[start:stop] += fold_eq - n_own_best
+        elif self.rule == 'published':
+            for r in torch.nonzero((row_eq > 1) | nan_row).flatten().tolist():
+                self._argsort_row(scores[r], start + r, cols)
+
+    def _slices(self, cols: slice):
+        """Column ranges of at most _SLICE columns, each inside or outside the fold."""
+        n_txt = len(self.txt)
+        edges = (0, cols.start, cols.stop, n_txt) if self.fold_size else (0, n_txt)
+        for a, b in zip(edges[:-1], edges[1:], strict=False):
+            for lo in range(a, b, _SLICE):
+                yield lo, min(lo + _SLICE, b)
 
     def _argsort_row(self, row: Tensor, image: int, cols: slice) -> None:
         """The published rank of one image, from its row in the original caption order."""
@@ -250,30 +278,6 @@ class _Pass:
             in_fold = np.sort(captions[cols].numpy())  # the fold's captions, in data order
             targets = np.searchsorted(in_fold, captions[own].numpy())
             self.fold_i2t[image] = published_position(scores[in_fold], targets)
-
-    def _columns(self, scores: Tensor, start: int, stop: int, cols: slice) -> None:
-        """Text-to-image counts of this block's rows, for every caption."""
-        above = _count(scores > self.truth, dim=0)
-        own_col = torch.arange(
-            int(self.first[start]), int(self.last[stop - 1]), device=scores.device
-        )
-        own = scores[self.cap_img[own_col] - start, own_col]
-        truth = self.truth[own_col]
-        # The caption's own entry is not a competitor; with own == truth it is not counted.
-        self.mismatch[own_col] |= (own != truth) & ~(torch.isnan(own) & torch.isnan(truth))
-        self.t2i += above
-        if self.t2i_eq is not None:
-            equal = _count(scores == self.truth, dim=0)
-            self.t2i_eq += equal
-        if bool(torch.isnan(scores).any()):
-            nan = torch.isnan(scores).any(dim=0)
-            self.nan_col |= nan
-            self.fold_nan_col[cols] |= nan[cols]
-        if self.fold_size:
-            # Every row of this block lies in the fold: its column counts are the fold's.
-            self.fold_t2i[cols] += above[cols]
-            if self.fold_t2i_eq is not None:
-                self.fold_t2i_eq[cols] += equal[cols]
 
     def resolve_columns(self) -> None:
         """Equal-to-truth counts become ranks; tied / NaN / mismatched columns are gathered."""
@@ -310,6 +314,15 @@ class _Pass:
                     fold = gathered[lo_img : lo_img + self.fold_size, g]
                     rank = rule_position(fold, np.array([image - lo_img]), self.rule)
                     self.fold_t2i[caption] = rank
+
+
+def _bounded_scores(img: Tensor, txt: Tensor) -> bool:
+    """Whether no score can be NaN: finite embeddings whose norms' product (which bounds
+    every partial sum of a dot product) stays below the dtype's largest value."""
+    if not (bool(torch.isfinite(img).all()) and bool(torch.isfinite(txt).all())):
+        return False
+    bound = float(img.double().norm(dim=1).max()) * float(txt.double().norm(dim=1).max())
+    return bound < torch.finfo(img.dtype).max / 2
 
 
 def _np_dtype(t: Tensor):
