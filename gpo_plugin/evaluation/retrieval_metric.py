@@ -62,6 +62,7 @@ class VSERetrievalMetric(BaseMetric):
         self.tie_rule = check_tie_rule(tie_rule)
         # What the last compute_metrics saw, for tools/test.py (--out, --save-sims).
         self.last_run: dict = {}
+        self.log_table = True  # tools/test.py prints the table itself, once
         self._seen_images: set[int] = set()
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
@@ -107,7 +108,8 @@ class VSERetrievalMetric(BaseMetric):
         table = format_retrieval_table(
             metrics, len(img_emb), len(txt_emb), fold_size, fold_skipped=skipped
         )
-        MMLogger.get_current_instance().info('\n' + table)
+        if self.log_table:
+            MMLogger.get_current_instance().info('\n' + table)
         return metrics
 
     @staticmethod
