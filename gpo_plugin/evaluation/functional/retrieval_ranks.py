@@ -93,7 +93,7 @@ def retrieval_ranks(
     fold_size: int | None = None,
     tie_rule: str = 'published',
 ) -> RetrievalRanks:
-    """0-based retrieval ranks both ways, with similarity = dot product, in one pass.
+    """0-based retrieval ranks both ways, with similarity = dot product, in one blocked pass.
 
     Without ties a rank is the number of candidates scored strictly higher than the
     ground truth, its position in a descending argsort; ties are resolved by ``tie_rule``
@@ -103,7 +103,9 @@ def retrieval_ranks(
     scores), and each block serves the full-set ranks and, with ``fold_size``, the ranks
     within consecutive folds of ``fold_size`` images and their captions (COCO 1K).
     Captions whose column needs an argsort (tied or NaN ground truth) take a second pass
-    that recomputes the same blocks and gathers their columns.
+    that recomputes the same blocks and gathers their columns; so do the rare captions
+    whose ground-truth score, taken beforehand from the diagonal blocks of the product,
+    rounds differently from its entry in the full block.
 
     Args:
         img_emb: (N_img, D) image embeddings.
