@@ -176,3 +176,22 @@ def test_topk_published_order_is_argsort():
     assert torch.equal(values, scores.gather(1, indices))
     _, stable = topk_by_rule(scores, 3, 'optimistic')
     assert stable.tolist() == [[1, 2, 4], [0, 1, 2]]
+
+
+@pytest.mark.parametrize('rule', ['published', 'optimistic', 'pessimistic'])
+def test_truth_rounding_differently_falls_back_to_the_column(monkeypatch, rule):
+    """Where the ground-truth score taken beforehand differs from the block's entry (another
+    rounding of the product), the column is gathered and ranked from the block's scores."""
+    import importlib
+
+    module = importlib.import_module('gpo_plugin.evaluation.functional.retrieval_ranks')
+
+    original = module._Pass._truth
+
+    def shifted(self):
+        truth = original(self)
+        return torch.where(torch.arange(len(truth)) % 2 == 0, truth + 1e-3, truth)
+
+    monkeypatch.setattr(module._Pass, '_truth', shifted)
+    img, txt, txt_img = duplicated_captions(n_img=20, dim=8, seed=5)
+    check(img, txt, txt_img, rule, fold_size=10)
