@@ -120,7 +120,11 @@ def test_metric_5k_style_with_folds_equals_reference():
     ref = reference_evaluation(
         img.float().numpy(), txt.float().numpy(), txt_img.numpy(), fold_size=100
     )
-    assert set(got) == set(ref)
+    assert set(ref) <= set(got) and got['tie_rule'] == 'published'
+    for f in range(5):  # each fold's numbers are there, and their mean is the fold result
+        assert got[f'fold100_{f}_rsum'] >= 100
+    mean = np.mean([got[f'fold100_{f}_i2t_R@1'] for f in range(5)])
+    assert got['fold100_i2t_R@1'] == pytest.approx(mean)
     for key in ref:
         assert got[key] == ref[key], key
     assert 100 < got['rsum'] < 600 and got['fold100_rsum'] > got['rsum']

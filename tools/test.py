@@ -3,7 +3,11 @@
 Usage:
     python tools/test.py CONFIG CHECKPOINT [--out results.json] [--work-dir DIR]
         [--data-root DIR] [--vocab FILE] [--cfg-options k=v ...] [--launcher pytorch]
-Prints the metrics (for image–text retrieval, the table in the papers' layout).
+        [--tie-rule published|optimistic|pessimistic] [--save-sims FILE.npz]
+        [--save-ranks FILE.npz] [--cxc-annots DIR]
+Prints the metrics (for image–text retrieval, the table in the papers' layout: the full set,
+every fold, the fold mean and std, the tie rule and the protocols run); --out adds the
+provenance (config, checkpoint sha256, data, protocol, versions, date). docs/vse.md#evaluation-outputs
 """
 
 from gpo_plugin.apis.cli import test as main

@@ -112,7 +112,38 @@ def test_parser() -> argparse.ArgumentParser:
         action='store_true',
         help="load a checkpoint whose keys or shapes differ from the config's model",
     )
+    add_evaluation_output_args(parser)
     return parser
+
+
+# ---- tools/test.py: evaluation outputs (--out provenance, --save-sims, --save-ranks, CxC,
+# --tie-rule); the logic lives in gpo_plugin/apis/evaluation_outputs.py. ----
+def add_evaluation_output_args(parser: argparse.ArgumentParser) -> None:
+    from gpo_plugin.evaluation.functional import TIE_RULES
+
+    group = parser.add_argument_group('image-text retrieval outputs')
+    group.add_argument(
+        '--tie-rule',
+        choices=TIE_RULES,
+        help="how ties with the ground truth rank (default: the config's, else 'published', "
+        "the published evaluation's argsort order)",
+    )
+    group.add_argument(
+        '--save-sims',
+        metavar='FILE.npz',
+        help='write the similarity matrix, the embeddings and the caption-to-image rows (npz)',
+    )
+    group.add_argument(
+        '--save-ranks',
+        metavar='FILE.npz',
+        help='write the 0-based rank of every query both ways and its top-10 ids (npz)',
+    )
+    group.add_argument(
+        '--cxc-annots',
+        metavar='DIR',
+        help='also report the CxC recalls (folder with testall_ids.txt, testall_capids.txt, '
+        'cxc_it.json, cxc_i2i.json, cxc_t2t.json)',
+    )
 
 
 def set_data_root(cfg: Config, data_root: str) -> None:
@@ -280,35 +311,38 @@ def test(argv: Sequence[str] | None = None) -> dict:
     refuse_unsafe_env('test.py')
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'test.py: checkpoint {args.checkpoint} not found.')
+    from gpo_plugin.apis import evaluation_outputs as outputs
+
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
     runner = Runner.from_cfg(cfg)
     log_setup(runner, args.setup_notes)
     if not args.non_strict:
         check_state_dict_matches(runner.model, args.checkpoint)
+    retrieval = outputs.prepare_retrieval_metrics(runner, args.tie_rule)
     metrics = runner.test()
     if runner.rank == 0:
-        print_metrics(metrics)
+        metrics = outputs.add_cxc(metrics, retrieval, args.cxc_annots)
+        print_metrics(metrics, retrieval)
+        outputs.save_arrays(retrieval, args.save_sims, args.save_ranks)
         if args.out:
+            record = outputs.provenance(cfg, args, retrieval)
             os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
             with open(args.out, 'w') as f:
-                json.dump(metrics, f, indent=2)
-            print(f'metrics written to {args.out}')
+                json.dump(dict(metrics=metrics, provenance=record), f, indent=2)
+            print(f'metrics and provenance written to {args.out}')
     return metrics
 
 
-def print_metrics(metrics: dict) -> None:
-    """Image–text retrieval metrics as the papers' table; anything else one per line."""
-    from gpo_plugin.evaluation import format_retrieval_table
+def print_metrics(metrics: dict, retrieval=None) -> None:
+    """Image–text retrieval metrics as the papers' table, once (the metric's own log of it is
+    turned off), with every fold, the tie rule and the protocols run; anything else one per
+    line."""
+    from gpo_plugin.apis.evaluation_outputs import retrieval_table
 
-    rsum = [k for k in metrics if k.endswith('rsum') and 'fold' not in k]
-    if not rsum:
-        for key, value in metrics.items():
+    table, shown = retrieval_table(metrics, retrieval)
+    if table:
+        print(table)
+    for key, value in metrics.items():
+        if key not in shown:
             print(f'{key}: {value}')
-        return
-    prefix = rsum[0][: -len('rsum')]
-    folds = sorted(
-        {k[len(prefix) + 4 :].split('_')[0] for k in metrics if k.startswith(prefix + 'fold')}
-    )
-    fold_size = int(folds[0]) if folds and folds[0].isdigit() else None
-    print(format_retrieval_table(metrics, fold_size=fold_size, prefix=prefix))

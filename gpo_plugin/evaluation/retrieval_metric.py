@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from gpo_plugin.registry import METRICS
 
-from .functional.retrieval_ranks import fold_summaries, retrieval_ranks, summarize_ranks
+from .functional.retrieval_ranks import (
+    check_tie_rule,
+    per_fold_summaries,
+    retrieval_ranks,
+    summarize_ranks,
+)
 
 _COLUMNS = ('R@1', 'R@5', 'R@10', 'medr', 'meanr')
 
@@ -24,10 +30,18 @@ class VSERetrievalMetric(BaseMetric):
     number of captions per image works. With ``fold_size`` set (1000 for COCO
     ``testall``), the metrics are also computed on consecutive folds of ``fold_size``
     images and averaged, reported under ``fold{fold_size}_*`` keys, in the same pass.
+    Each fold's own numbers come under ``fold{fold_size}_{f}_*`` (fold ``f`` = 0, 1, ...),
+    their standard deviation over the folds under ``fold{fold_size}_std_*``.
+
+    Ties between a ground truth and another candidate are resolved by ``tie_rule``, which
+    the results carry under the ``tie_rule`` key (docs/vse.md#ties): ``'published'`` (the
+    position in ``np.argsort(scores)[::-1]``, as the published VSE evaluation code),
+    ``'optimistic'`` (strictly higher scores only) or ``'pessimistic'`` (higher or equal).
 
     Args:
         fold_size: images per fold for the averaged fold result, or None.
         chunk_size: score-matrix rows held in memory at once.
+        tie_rule: ``'published'`` (default), ``'optimistic'`` or ``'pessimistic'``.
         collect_device: ``'cpu'`` or ``'gpu'`` for distributed collection.
         prefix: key prefix. Defaults to ``'retrieval'``.
     """
@@ -38,12 +52,17 @@ class VSERetrievalMetric(BaseMetric):
         self,
         fold_size: int | None = None,
         chunk_size: int = 256,
+        tie_rule: str = 'published',
         collect_device: str = 'cpu',
         prefix: str | None = None,
     ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.fold_size = fold_size
         self.chunk_size = chunk_size
+        self.tie_rule = check_tie_rule(tie_rule)
+        # What the last compute_metrics saw, for tools/test.py (--out, --save-sims).
+        self.last_run: dict = {}
+        self.log_table = True  # tools/test.py prints the table itself, once
         self._seen_images: set[int] = set()
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
@@ -60,23 +79,37 @@ class VSERetrievalMetric(BaseMetric):
                 (img_idx, int(sample['cap_idx']), img_emb, sample['txt_emb'].detach().float().cpu())
             )
 
-    def compute_metrics(self, results: list) -> dict[str, float]:
+    def compute_metrics(self, results: list) -> dict:
         img_emb, txt_emb, txt_img = self.gather(results)
-        fold_size = self.fold_size
+        return self.evaluate_embeddings(img_emb, txt_emb, txt_img)
+
+    def evaluate_embeddings(self, img_emb, txt_emb, txt_img) -> dict:
+        """The metrics of (N_img, D) images and (N_txt, D) captions of image rows ``txt_img``."""
+        fold_size, skipped = self.fold_size, None
         if fold_size and (len(img_emb) < fold_size or len(img_emb) % fold_size):
+            skipped = f'{len(img_emb)} images do not split into folds of fold_size={fold_size}'
             MMLogger.get_current_instance().warning(
-                f'VSERetrievalMetric: {len(img_emb)} images do not split into folds of '
-                f'fold_size={fold_size}; the fold result is skipped.'
+                f'VSERetrievalMetric: {skipped}; the fold result is skipped.'
             )
             fold_size = None
-        ranks = retrieval_ranks(img_emb, txt_emb, txt_img, self.chunk_size, fold_size)
-        metrics = summarize_ranks(ranks.i2t, ranks.t2i)
-        if fold_size:
-            folds = fold_summaries(ranks, txt_img, fold_size)
-            metrics.update({f'fold{fold_size}_{key}': value for key, value in folds.items()})
-        MMLogger.get_current_instance().info(
-            '\n' + format_retrieval_table(metrics, len(img_emb), len(txt_emb), fold_size)
+        ranks = retrieval_ranks(
+            img_emb, txt_emb, txt_img, self.chunk_size, fold_size, tie_rule=self.tie_rule
         )
+        metrics = fold_metrics(ranks, txt_img, fold_size)
+        metrics['tie_rule'] = self.tie_rule
+        self.last_run = dict(
+            img_emb=img_emb,
+            txt_emb=txt_emb,
+            txt_img=txt_img,
+            ranks=ranks,
+            fold_size=fold_size,
+            fold_skipped=skipped,
+        )
+        table = format_retrieval_table(
+            metrics, len(img_emb), len(txt_emb), fold_size, fold_skipped=skipped
+        )
+        if self.log_table:
+            MMLogger.get_current_instance().info('\n' + table)
         return metrics
 
     @staticmethod
@@ -97,14 +130,31 @@ class VSERetrievalMetric(BaseMetric):
         return img_emb, txt_emb, txt_img
 
 
+def fold_metrics(ranks, txt_img, fold_size: int | None) -> dict[str, float]:
+    """Full-set metrics, plus with folds each fold's, their mean and their std (population)."""
+    metrics = summarize_ranks(ranks.i2t, ranks.t2i)
+    if not fold_size:
+        return metrics
+    per_fold = per_fold_summaries(ranks, txt_img, fold_size)
+    for key in per_fold[0]:
+        values = [m[key] for m in per_fold]
+        metrics[f'fold{fold_size}_{key}'] = float(np.mean(values))
+        metrics[f'fold{fold_size}_std_{key}'] = float(np.std(values))
+        for f, value in enumerate(values):
+            metrics[f'fold{fold_size}_{f}_{key}'] = value
+    return metrics
+
+
 def format_retrieval_table(
-    metrics: dict[str, float],
+    metrics: dict,
     num_images: int | None = None,
     num_captions: int | None = None,
     fold_size: int | None = None,
     prefix: str = '',
+    fold_skipped: str | None = None,
 ) -> str:
-    """The papers' layout: one row per setting, i2t and t2i R@1/5/10, medr, meanr, rSum."""
+    """The papers' layout: one row per setting (the full set, each fold, the fold mean and
+    std), i2t and t2i R@1/5/10, medr, meanr, rSum; then the tie rule and the protocols run."""
     header = (
         f'{"setting":<22}| {"image-to-text":^38} | {"text-to-image":^38} | {"rSum":>6}\n'
         f'{"":<22}| '
@@ -113,22 +163,46 @@ def format_retrieval_table(
         + ' '.join(f'{c:>7}' for c in _COLUMNS)
         + f'  | {"":>6}'
     )
-    rows = []
     settings = [('', f'all ({num_images} img)' if num_images else 'all')]
+    num_folds = 0
     if fold_size:
-        settings.append((f'fold{fold_size}_', f'{fold_size} img x folds (avg)'))
-    for key_prefix, label in settings:
-        keys = [f'{prefix}{key_prefix}{d}_{c}' for d in ('i2t', 't2i') for c in _COLUMNS]
-        if not all(k in metrics for k in keys):
-            continue
-        values = [metrics[k] for k in keys]
-        row = (
-            f'{label:<22}| '
-            + ' '.join(f'{v:7.1f}' for v in values[:5])
-            + '  | '
-            + ' '.join(f'{v:7.1f}' for v in values[5:])
-            + f'  | {metrics[f"{prefix}{key_prefix}rsum"]:6.1f}'
-        )
-        rows.append(row)
+        while f'{prefix}fold{fold_size}_{num_folds}_rsum' in metrics:
+            settings.append(
+                (f'fold{fold_size}_{num_folds}_', f'fold {num_folds} ({fold_size} img)')
+            )
+            num_folds += 1
+        settings.append((f'fold{fold_size}_', f'{fold_size} img, fold mean'))
+        settings.append((f'fold{fold_size}_std_', f'{fold_size} img, fold std'))
+    rows = [row for key, label in settings if (row := _table_row(metrics, prefix + key, label))]
     caption_note = f', {num_captions} captions' if num_captions else ''
-    return f'Image-text retrieval{caption_note}\n' + header + '\n' + '\n'.join(rows)
+    notes = []
+    if f'{prefix}tie_rule' in metrics:
+        notes.append(f'ties: {metrics[f"{prefix}tie_rule"]} rule')
+    protocols = ['full set']
+    if fold_size and num_folds:
+        protocols.append(f'{num_folds} folds of {fold_size} images')
+    notes.append('protocols run: ' + ', '.join(protocols))
+    if fold_skipped:
+        notes.append(f'fold protocol not run: {fold_skipped}')
+    return (
+        f'Image-text retrieval{caption_note}\n'
+        + header
+        + '\n'
+        + '\n'.join(rows)
+        + '\n'
+        + '; '.join(notes)
+    )
+
+
+def _table_row(metrics: dict, key_prefix: str, label: str) -> str | None:
+    keys = [f'{key_prefix}{d}_{c}' for d in ('i2t', 't2i') for c in _COLUMNS]
+    if not all(k in metrics for k in keys + [f'{key_prefix}rsum']):
+        return None
+    values = [metrics[k] for k in keys]
+    return (
+        f'{label:<22}| '
+        + ' '.join(f'{v:7.1f}' for v in values[:5])
+        + '  | '
+        + ' '.join(f'{v:7.1f}' for v in values[5:])
+        + f'  | {metrics[f"{key_prefix}rsum"]:6.1f}'
+    )

@@ -6,10 +6,13 @@ from .knn_metrics import (
     retrieval_metrics,
 )
 from .retrieval_ranks import (  # noqa: F401
+    TIE_RULES,
     RetrievalRanks,
     fold_summaries,
+    per_fold_summaries,
     retrieval_ranks,
     summarize_ranks,
+    topk_by_rule,
 )
 from .symmetric_knn import symmetric_knn
 

@@ -1,0 +1,197 @@
+"""Retrieval ranks with ties: each tie rule against its own independent formulation.
+
+The oracle of the default rule is the published evaluation loop written out here: for each
+image ``np.argsort`` of its score row, reversed, best position of its captions; for each
+caption the position of its image in the reversed argsort of its column; the folds on the
+sub-matrix of each fold. Data with ties: duplicate captions, quantised and bfloat16
+embeddings, random tie patterns with hypothesis.
+"""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpo_plugin.evaluation import VSERetrievalMetric
+from gpo_plugin.evaluation.functional import retrieval_ranks, topk_by_rule
+
+
+def published_loop(sims, txt_img):
+    """The published i2t / t2i loops, on a (N_img, N_txt) score matrix."""
+    i2t = np.zeros(sims.shape[0], dtype=np.int64)
+    for i in range(sims.shape[0]):
+        inds = np.argsort(sims[i])[::-1]
+        i2t[i] = min(np.where(inds == c)[0][0] for c in np.flatnonzero(txt_img == i))
+    t2i = np.zeros(sims.shape[1], dtype=np.int64)
+    cols = sims.T
+    for j in range(sims.shape[1]):
+        inds = np.argsort(cols[j])[::-1]
+        t2i[j] = np.where(inds == txt_img[j])[0][0]
+    return i2t, t2i
+
+
+def sorted_rank(scores, is_truth, truth_first):
+    """Position of the first ground truth after sorting by score, ties broken for (or
+    against) the ground truth: the optimistic (pessimistic) rule, by sorting."""
+    keys = sorted(
+        range(len(scores)),
+        key=lambda c: (-scores[c], not is_truth[c] if truth_first else is_truth[c]),
+    )
+    return min(p for p, c in enumerate(keys) if is_truth[c])
+
+
+def rule_loop(sims, txt_img, truth_first):
+    i2t = [sorted_rank(sims[i], txt_img == i, truth_first) for i in range(sims.shape[0])]
+    images = np.arange(sims.shape[0])
+    t2i = [sorted_rank(sims[:, j], images == txt_img[j], truth_first) for j in range(sims.shape[1])]
+    return np.array(i2t), np.array(t2i)
+
+
+def oracle(sims, txt_img, rule):
+    if rule == 'published':
+        return published_loop(sims, txt_img)
+    return rule_loop(sims, txt_img, truth_first=rule == 'optimistic')
+
+
+def check(img, txt, txt_img, rule='published', fold_size=None, chunk_size=7):
+    """Our ranks equal the oracle on the float32 product, full set and each fold."""
+    sims = (img.float() @ txt.float().t()).numpy()
+    got = retrieval_ranks(img, txt, txt_img, chunk_size, fold_size, tie_rule=rule)
+    ti = txt_img.numpy()
+    want = oracle(sims, ti, rule)
+    assert np.array_equal(got.i2t.numpy(), want[0]), (got.i2t, want[0])
+    assert np.array_equal(got.t2i.numpy(), want[1]), (got.t2i, want[1])
+    for lo in range(0, len(img), fold_size or len(img) + 1):
+        keep = (ti >= lo) & (ti < lo + fold_size)
+        f_want = oracle(sims[lo : lo + fold_size][:, keep], ti[keep] - lo, rule)
+        assert np.array_equal(got.fold_i2t[lo : lo + fold_size].numpy(), f_want[0])
+        assert np.array_equal(got.fold_t2i.numpy()[keep], f_want[1])
+    return got
+
+
+def duplicated_captions(n_img=60, k=5, dim=16, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    img = torch.nn.functional.normalize(torch.randn(n_img, dim, generator=gen), dim=1)
+    txt_img = torch.arange(n_img).repeat_interleave(k)
+    txt = torch.nn.functional.normalize(
+        img[txt_img] + torch.randn(n_img * k, dim, generator=gen), dim=1
+    )
+    # A third of the captions repeat another image's caption exactly (COCO's duplicates).
+    copies = torch.randperm(n_img * k, generator=gen)[: n_img * k // 3]
+    sources = torch.randint(0, n_img * k, (len(copies),), generator=gen)
+    txt[copies] = txt[sources]
+    return img, txt, txt_img
+
+
+@pytest.mark.parametrize('rule', ['published', 'optimistic', 'pessimistic'])
+def test_duplicate_captions_5k_and_folds(rule):
+    img, txt, txt_img = duplicated_captions()
+    got = check(img, txt, txt_img, rule, fold_size=20)
+    assert got.t2i.float().mean() > 0  # not a trivial all-hit case
+
+
+def test_rules_differ_where_ties_are_and_order_as_expected():
+    img, txt, txt_img = duplicated_captions(seed=1)
+    ranks = {
+        r: retrieval_ranks(img, txt, txt_img, tie_rule=r)
+        for r in ('optimistic', 'published', 'pessimistic')
+    }
+    # Duplicate captions tie within an image's row: the image-to-text ranks differ.
+    assert (ranks['optimistic'].i2t <= ranks['published'].i2t).all()
+    assert (ranks['published'].i2t <= ranks['pessimistic'].i2t).all()
+    assert (ranks['optimistic'].i2t < ranks['published'].i2t).any()
+    assert (ranks['published'].i2t < ranks['pessimistic'].i2t).any()
+
+
+@pytest.mark.parametrize('rule', ['published', 'optimistic', 'pessimistic'])
+def test_quantised_embeddings_shuffled_captions(rule):
+    gen = torch.Generator().manual_seed(2)
+    img = torch.randint(-2, 3, (40, 6), generator=gen).float() / 4
+    txt_img = torch.arange(40).repeat_interleave(3)
+    perm = torch.randperm(120, generator=gen)
+    txt = (torch.randint(-2, 3, (120, 6), generator=gen).float() / 4)[perm]
+    check(img, txt, txt_img[perm], rule, fold_size=10, chunk_size=3)
+
+
+@pytest.mark.parametrize('rule', ['published', 'optimistic', 'pessimistic'])
+def test_bfloat16_embeddings(rule):
+    img, txt, txt_img = duplicated_captions(n_img=50, dim=8, seed=3)
+    check(img.bfloat16(), txt.bfloat16(), txt_img, rule, fold_size=10, chunk_size=16)
+
+
+def test_nan_scores_follow_argsort():
+    img, txt, txt_img = duplicated_captions(n_img=20, dim=8, seed=4)
+    img[3, 0] = float('nan')
+    txt[7, 2] = float('nan')
+    check(img, txt, txt_img, 'published', fold_size=10)
+
+
+embedding = st.integers(-1, 1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.data(),
+    n_folds=st.integers(1, 3),
+    fold_size=st.integers(1, 5),
+    dim=st.integers(1, 3),
+    rule=st.sampled_from(['published', 'optimistic', 'pessimistic']),
+    chunk_size=st.integers(1, 6),
+)
+def test_random_tie_patterns(data, n_folds, fold_size, dim, rule, chunk_size):
+    n_img = n_folds * fold_size
+    counts = data.draw(st.lists(st.integers(1, 3), min_size=n_img, max_size=n_img))
+    txt_img = torch.arange(n_img).repeat_interleave(torch.tensor(counts))
+    perm = torch.tensor(data.draw(st.permutations(range(len(txt_img)))), dtype=torch.long)
+    txt_img = txt_img[perm]
+    vals = st.lists(embedding, min_size=dim, max_size=dim)
+    img = torch.tensor(
+        data.draw(st.lists(vals, min_size=n_img, max_size=n_img)), dtype=torch.float32
+    )
+    txt = torch.tensor(
+        data.draw(st.lists(vals, min_size=len(txt_img), max_size=len(txt_img))), dtype=torch.float32
+    )
+    if rule == 'published' and data.draw(st.booleans()):
+        txt[data.draw(st.integers(0, len(txt) - 1)), 0] = float('nan')
+    check(img, txt, txt_img, rule, fold_size=fold_size, chunk_size=chunk_size)
+
+
+def test_metric_reports_rule_and_rejects_unknown():
+    img, txt, txt_img = duplicated_captions(n_img=20)
+    metric = VSERetrievalMetric(tie_rule='pessimistic')
+    got = metric.evaluate_embeddings(img, txt, txt_img)
+    want = rule_loop((img @ txt.t()).numpy(), txt_img.numpy(), truth_first=False)
+    assert got['tie_rule'] == 'pessimistic'
+    assert got['t2i_R@1'] == 100.0 * np.mean(want[1] < 1)
+    with pytest.raises(ValueError, match='tie_rule must be one of'):
+        VSERetrievalMetric(tie_rule='stable')
+
+
+def test_topk_published_order_is_argsort():
+    scores = torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    values, indices = topk_by_rule(scores, 3)
+    want = np.argsort(scores.numpy(), axis=1)[:, ::-1][:, :3]
+    assert np.array_equal(indices.numpy(), want)
+    assert torch.equal(values, scores.gather(1, indices))
+    _, stable = topk_by_rule(scores, 3, 'optimistic')
+    assert stable.tolist() == [[1, 2, 4], [0, 1, 2]]
+
+
+@pytest.mark.parametrize('rule', ['published', 'optimistic', 'pessimistic'])
+def test_truth_rounding_differently_falls_back_to_the_column(monkeypatch, rule):
+    """Where the ground-truth score taken beforehand differs from the block's entry (another
+    rounding of the product), the column is gathered and ranked from the block's scores."""
+    import importlib
+
+    module = importlib.import_module('gpo_plugin.evaluation.functional.retrieval_ranks')
+
+    original = module._Pass._truth
+
+    def shifted(self):
+        truth = original(self)
+        return torch.where(torch.arange(len(truth)) % 2 == 0, truth + 1e-3, truth)
+
+    monkeypatch.setattr(module._Pass, '_truth', shifted)
+    img, txt, txt_img = duplicated_captions(n_img=20, dim=8, seed=5)
+    check(img, txt, txt_img, rule, fold_size=10)
