@@ -9,8 +9,19 @@ from .precomputed_caption_dataset import PrecompCaptionDataset  # noqa: F401
 from .raw_image_caption_dataset import RawImageCaptionDataset  # noqa: F401
 from .samplers import ClassDisjointSampler  # noqa: F401
 from .sop_metric_dataset import SOPMetricDataset  # noqa: F401
-from .text_tokenizers import HFTokenizer, VocabTokenizer, build_caption_tokenizer  # noqa: F401
+from .text_tokenizers import (  # noqa: F401
+    HFTokenizer,
+    VocabTokenizer,
+    build_caption_tokenizer,
+    set_pipeline_tokenizer,
+)
 from .video_caption_dataset import EmptyCaptionsError, VideoCaptionDataset  # noqa: F401
 from .video_frames import FeatureDimensionError, MissingVideoError, select_frames  # noqa: F401
 from .vse_collate import vse_collate  # noqa: F401
-from .vse_transforms import GridDropParams, PackVSEInputs, RandomRegionDrop, RandomWordAugment  # noqa: F401
+from .vse_transforms import (  # noqa: F401
+    GridDropParams,
+    PackVSEInputs,
+    RandomRegionDrop,
+    RandomWordAugment,
+    TokenizeCaption,
+)

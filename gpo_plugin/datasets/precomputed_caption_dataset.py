@@ -9,8 +9,6 @@ from mmengine.dataset import BaseDataset
 
 from gpo_plugin.registry import DATASETS
 
-from .text_tokenizers import build_caption_tokenizer
-
 
 @DATASETS.register_module()
 class PrecompCaptionDataset(BaseDataset):
@@ -21,16 +19,13 @@ class PrecompCaptionDataset(BaseDataset):
     caption a line, k consecutive lines per image (k = #captions / N, 5 for COCO/F30K);
     ``{split}_ids.txt`` (optional), one id a line for each image or each caption.
 
-    A sample (before the pipeline) holds ``regions`` (R, D) float32, ``token_ids`` /
-    ``word_ids`` of the tokenised caption, ``img_idx`` (image index in the split),
-    ``cap_idx`` (caption index) and the tokenizer's ``mask_id``, ``vocab_size`` and
-    ``random_low`` for word augmentation.
+    A sample (before the pipeline) holds ``img`` (R, D) float32 (the image's region set),
+    ``caption`` (the string; the pipeline's :class:`TokenizeCaption` tokenises it),
+    ``img_idx`` (image index in the split) and ``cap_idx`` (caption index).
 
     Args:
         data_root: directory holding the split files, e.g. ``data/coco/precomp``.
         split: ``'train'``, ``'dev'``, ``'test'`` or ``'testall'``.
-        tokenizer: ``dict(type='VocabTokenizer', vocab_file=...)`` or
-            ``dict(type='HFTokenizer', path=...)``.
         feat_dim: expected feature dimension D (the image encoder's ``in_channels``);
             ``None`` skips the check.
         captions_per_image: expected k; ``None`` takes it from the files.
@@ -46,7 +41,6 @@ class PrecompCaptionDataset(BaseDataset):
         self,
         data_root: str,
         split: str,
-        tokenizer: dict,
         feat_dim: int | None = None,
         captions_per_image: int | None = None,
         max_images: int | None = None,
@@ -60,7 +54,6 @@ class PrecompCaptionDataset(BaseDataset):
         self.expected_k = captions_per_image
         self.max_images = max_images
         self.check_finite = check_finite
-        self.tokenizer = build_caption_tokenizer(tokenizer)
         self._ims: np.ndarray | None = None
         super().__init__(
             data_root=data_root,
@@ -177,10 +170,7 @@ class PrecompCaptionDataset(BaseDataset):
     # -- samples -------------------------------------------------------------------------
     def get_data_info(self, idx: int) -> dict:
         info = dict(super().get_data_info(idx))
-        info['regions'] = np.array(self.images[info['img_idx']], dtype=np.float32)
-        info['token_ids'], info['word_ids'] = self.tokenizer.encode(info['caption'])
-        tok = self.tokenizer
-        info.update(mask_id=tok.mask_id, vocab_size=tok.vocab_size, random_low=tok.random_low)
+        info['img'] = np.array(self.images[info['img_idx']], dtype=np.float32)
         return info
 
 

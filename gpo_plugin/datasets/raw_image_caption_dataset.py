@@ -10,7 +10,6 @@ from mmengine.dataset import BaseDataset
 
 from gpo_plugin.registry import DATASETS
 
-from .text_tokenizers import build_caption_tokenizer
 
 # Split names of the precomputed layout -> Karpathy "split" values.
 KARPATHY_SPLITS = {
@@ -46,7 +45,6 @@ class RawImageCaptionDataset(BaseDataset):
         data_root: folder of the published layout's text files (and the default base of
             ``img_dir`` / ``ann_file``).
         split: ``'train'``, ``'dev'``, ``'test'`` or ``'testall'``.
-        tokenizer: ``dict(type='VocabTokenizer' | 'HFTokenizer', ...)``.
         img_dir: image folder (relative paths are under ``data_root``). Defaults to
             ``'images'``.
         ann_file: a Karpathy JSON (relative to ``data_root``); empty for the published
@@ -54,14 +52,14 @@ class RawImageCaptionDataset(BaseDataset):
         captions_per_image: k (5 for COCO/Flickr30K). ``None`` (published layout only)
             takes it from the files.
         max_images: use only the first ``max_images`` images. ``None``: all.
-        pipeline: transforms, e.g. ``LoadVSEImage`` -> crops -> ``PackVSEInputs``.
+        pipeline: transforms, e.g. ``TokenizeCaption`` -> ``LoadVSEImage`` -> crops ->
+            ``PackVSEInputs``.
     """
 
     def __init__(
         self,
         data_root: str,
         split: str,
-        tokenizer: dict,
         img_dir: str = 'images',
         ann_file: str = '',
         captions_per_image: int | None = 5,
@@ -74,7 +72,6 @@ class RawImageCaptionDataset(BaseDataset):
         self.img_dir = img_dir
         self.expected_k = captions_per_image
         self.max_images = max_images
-        self.tokenizer = build_caption_tokenizer(tokenizer)
         super().__init__(
             data_root=data_root,
             ann_file=ann_file,
@@ -200,14 +197,6 @@ class RawImageCaptionDataset(BaseDataset):
             paths.append(self.image_root / mapping[image_id])
         captions = [lines[i * k : (i + 1) * k] for i in range(len(ids))]
         return paths, captions
-
-    # -- samples -----------------------------------------------------------------------------
-    def get_data_info(self, idx: int) -> dict:
-        info = dict(super().get_data_info(idx))
-        info['token_ids'], info['word_ids'] = self.tokenizer.encode(info['caption'])
-        tok = self.tokenizer
-        info.update(mask_id=tok.mask_id, vocab_size=tok.vocab_size, random_low=tok.random_low)
-        return info
 
 
 def _read_lines(path: Path) -> list[str]:

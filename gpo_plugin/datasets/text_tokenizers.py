@@ -87,9 +87,29 @@ def build_caption_tokenizer(cfg: dict | VocabTokenizer | HFTokenizer):
     tokenizers pass through."""
     if not isinstance(cfg, dict):
         return cfg
+    # A child config's replacement tokenizer keeps mmengine's merge marker inside lists.
+    cfg = {k: v for k, v in cfg.items() if k != '_delete_'}
     if cfg.get('type') not in TOKENIZERS.module_dict:
         raise ValueError(
             f'tokenizer: `type` must be one of {sorted(TOKENIZERS.module_dict)}, got '
             f'{cfg.get("type")!r}.'
         )
     return TOKENIZERS.build(cfg)
+
+
+def set_pipeline_tokenizer(cfg, tokenizer: dict) -> int:
+    """Give ``tokenizer`` to every transform of the loaders' pipelines that takes one
+    (``TokenizeCaption``, ``RandomWordAugment``), in place; returns how many got it.
+
+    Args:
+        cfg: an mmengine ``Config`` (or dict) with ``*_dataloader.dataset.pipeline``.
+        tokenizer: ``dict(type='VocabTokenizer' | 'HFTokenizer', ...)``.
+    """
+    count = 0
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key) or {}
+        for step in (loader.get('dataset') or {}).get('pipeline') or []:
+            if 'tokenizer' in step:
+                step['tokenizer'] = dict(tokenizer)
+                count += 1
+    return count
