@@ -23,7 +23,15 @@ def tiny_config(vocab_file: str) -> Config:
         dict(
             default_scope='gpo_plugin',
             model=model,
-            test_dataloader=dict(dataset=dict(type='PrecompCaptionDataset', tokenizer=tokenizer)),
+            test_dataloader=dict(
+                dataset=dict(
+                    type='PrecompCaptionDataset',
+                    pipeline=[
+                        dict(type='TokenizeCaption', tokenizer=tokenizer),
+                        dict(type='PackVSEInputs'),
+                    ],
+                )
+            ),
         )
     )
 
@@ -119,8 +127,11 @@ def test_retrieve_tool_on_image_files(trained, tmp_path, capsys):
             ),
             test_dataloader=dict(
                 dataset=dict(
-                    tokenizer=dict(type='VocabTokenizer', vocab_file=str(vocab)),
                     pipeline=[
+                        dict(
+                            type='TokenizeCaption',
+                            tokenizer=dict(type='VocabTokenizer', vocab_file=str(vocab)),
+                        ),
                         dict(type='LoadVSEImage'),
                         dict(type='Resize', scale=(64, 64), keep_ratio=False),
                         dict(type='PackVSEInputs'),
