@@ -10,6 +10,8 @@ from mmengine.dataset import BaseDataset
 
 from gpo_plugin.registry import DATASETS
 
+from .caption_layout import read_caption_layout
+
 
 # Split names of the precomputed layout -> Karpathy "split" values.
 KARPATHY_SPLITS = {
@@ -168,40 +170,21 @@ class RawImageCaptionDataset(BaseDataset):
                     f"'{self.split}'); set `data_root` to the folder with {{split}}_caps.txt, "
                     '{split}_ids.txt and id_mapping.json, or give a Karpathy JSON as `ann_file`.'
                 )
-        lines = _read_lines(files['caps'])
-        ids = _read_lines(files['ids'])
+        layout = read_caption_layout(
+            files['caps'], files['ids'], None, self.expected_k, 'RawImageCaptionDataset'
+        )
         with open(files['mapping'], encoding='utf-8') as f:
             mapping = json.load(f)
-        if not ids or len(lines) % len(ids):
-            raise ValueError(
-                f'RawImageCaptionDataset: {files["caps"]} has {len(lines)} captions for '
-                f'{len(ids)} ids in {files["ids"]}; expected a multiple.'
-            )
-        k = len(lines) // len(ids)
-        if k == 1 and self.expected_k and self.expected_k > 1:
-            ids = ids[:: self.expected_k]  # one id per caption
-            k = self.expected_k
-        if len(lines) != k * len(ids) or (self.expected_k and k != self.expected_k):
-            raise ValueError(
-                f'RawImageCaptionDataset: {files["caps"]} has {len(lines)} captions for '
-                f'{len(ids)} images: {k} per image, the config expects captions_per_image='
-                f'{self.expected_k}.'
-            )
         paths = []
-        for image_id in ids:
+        for image_id in layout.image_ids:
             if image_id not in mapping:
                 raise KeyError(
                     f'RawImageCaptionDataset: id {image_id!r} of {files["ids"]} is not in '
                     f'{files["mapping"]}.'
                 )
             paths.append(self.image_root / mapping[image_id])
-        captions = [lines[i * k : (i + 1) * k] for i in range(len(ids))]
-        return paths, captions
-
-
-def _read_lines(path: Path) -> list[str]:
-    with open(path, encoding='utf-8') as f:
-        return [line.strip() for line in f if line.strip()]
+        k, lines = layout.captions_per_image, layout.captions
+        return paths, [lines[i * k : (i + 1) * k] for i in range(layout.num_images)]
 
 
 def write_karpathy_json(path: str | os.PathLike, images: list[dict], dataset: str) -> None:
