@@ -28,9 +28,7 @@ train_pipeline = [
 ]
 test_pipeline = [dict(type='TokenizeCaption', tokenizer=tokenizer), dict(type='PackVSEInputs')]
 train_dataloader = dict(num_workers=1, dataset=dict(_dataset, pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=200, num_workers=0, dataset=dict(_dataset, pipeline=test_pipeline)
-)
+val_dataloader = dict(batch_size=200, num_workers=0, dataset=dict(_dataset, pipeline=test_pipeline))
 test_dataloader = dict(
     batch_size=200, num_workers=0, dataset=dict(_dataset, pipeline=test_pipeline)
 )

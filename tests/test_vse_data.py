@@ -1,7 +1,6 @@
 """Precomputed caption dataset, tokenisers, augmentation and collation (docs/vse.md#data)."""
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -168,8 +167,7 @@ def test_region_drop_rate_and_at_least_one_kept():
     assert min(single) == 1
     always = RandomRegionDrop(0.999)
     assert all(
-        len(always.transform({'img': np.arange(10.0)[:, None]})['img']) == 1
-        for _ in range(50)
+        len(always.transform({'img': np.arange(10.0)[:, None]})['img']) == 1 for _ in range(50)
     )
 
 

@@ -136,7 +136,9 @@ class VSEInferencer:
         """The caption steps of the test pipeline: ``TokenizeCaption`` ... ``PackVSEInputs``."""
         if self._text_pipeline is None:
             steps = [
-                t for t in self._test_dataset_cfg().get('pipeline', []) if t['type'] in _CAPTION_STEPS
+                t
+                for t in self._test_dataset_cfg().get('pipeline', [])
+                if t['type'] in _CAPTION_STEPS
             ]
             if not steps or steps[0]['type'] != 'TokenizeCaption':
                 raise ValueError(

@@ -12,7 +12,6 @@ from gpo_plugin.registry import DATASETS
 
 from .caption_layout import read_caption_layout
 
-
 # Split names of the precomputed layout -> Karpathy "split" values.
 KARPATHY_SPLITS = {
     'train': ('train', 'restval'),
