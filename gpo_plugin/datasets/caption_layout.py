@@ -9,8 +9,15 @@ datasets both read it through :func:`read_caption_layout`; every problem is a
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+from gpo_plugin.utils.vocab import split_words
+
+# Words kept of a caption by default (cap_caption_words); COCO and Flickr30K captions have
+# about 10.
+DEFAULT_MAX_WORDS = 100
 
 
 class CaptionLayoutError(ValueError):
@@ -160,3 +167,26 @@ def _is_integer(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def cap_caption_words(captions: list[str], max_words: int | None, path: Path) -> list[str]:
+    """``captions`` with each cut to its first ``max_words`` words; one warning names how
+    many were cut and the longest."""
+    if max_words is None:
+        return captions
+    if max_words < 1:
+        raise ValueError(f'PrecompCaptionDataset: max_words must be >= 1 or None, got {max_words}.')
+    long = [(n, words) for n, c in enumerate(captions) if len(words := split_words(c)) > max_words]
+    if not long:
+        return captions
+    captions = list(captions)
+    for n, words in long:
+        captions[n] = ' '.join(words[:max_words])
+    longest, words = max(long, key=lambda item: len(item[1]))
+    warnings.warn(
+        f'PrecompCaptionDataset: {path}: {len(long)} caption(s) longer than max_words='
+        f'{max_words} were cut to {max_words} words (the longest, caption {longest} on line '
+        f'{longest + 1}, has {len(words)}); raise `max_words` in the dataset config to keep more.',
+        stacklevel=2,
+    )
+    return captions

@@ -13,6 +13,8 @@ registered in ``gpo_plugin.registry.TOKENIZERS``:
 from __future__ import annotations
 
 import os
+import warnings
+from pathlib import Path
 
 from gpo_plugin.registry import TOKENIZERS
 from gpo_plugin.utils.pretrained import load_pretrained_offline
@@ -113,3 +115,20 @@ def set_pipeline_tokenizer(cfg, tokenizer: dict) -> int:
                 step['tokenizer'] = dict(tokenizer)
                 count += 1
     return count
+
+
+def warn_unknown_only(captions: list[str], tokenizer: VocabTokenizer, path: Path) -> list[int]:
+    """Warn about (and return) the indices of captions none of whose words is in the
+    vocabulary: they train on ``<unk>`` tokens only."""
+    known = tokenizer.word2idx
+    unknown = [n for n, c in enumerate(captions) if not any(w in known for w in split_words(c))]
+    if unknown:
+        shown = ', '.join(str(n) for n in unknown[:10]) + (', ...' if len(unknown) > 10 else '')
+        warnings.warn(
+            f'PrecompCaptionDataset: {path}: {len(unknown)} caption(s) have no word in the '
+            f'vocabulary and become <unk> tokens only (caption indices {shown}; line = index '
+            '+ 1). Build the vocabulary from these captions (tools/build_vocab.py) if that is '
+            'not intended.',
+            stacklevel=2,
+        )
+    return unknown
