@@ -29,7 +29,9 @@ class PoolingEmbedder(nn.Module):
             ``in_channels`` / ``out_channels`` are filled in when the pooler takes them).
         in_channels: channels C of the trunk's features.
         embed_dim: embedding size D.
-        normalize: l2-normalise the embeddings. Defaults to True.
+        normalize: l2-normalise the embeddings in eval mode (what PML's testers see). In
+            training mode the loss gets them as they are and PML's distances normalise them
+            (their default), the rule ``MetricLearningHead`` follows. Defaults to True.
 
     Shapes:
         forward: trunk output -> (B, D); with ``return_attributes=True`` also GSP's attribute
@@ -73,7 +75,7 @@ class PoolingEmbedder(nn.Module):
         else:
             pooled = self.pooler(features, lengths)
         embeddings = self.projection(pooled) if self.projection is not None else pooled
-        if self.normalize:
+        if self.normalize and not self.training:  # the loss's distance normalises in training
             embeddings = F.normalize(embeddings, dim=1)
         return (embeddings, attributes) if return_attributes else embeddings
 
