@@ -1,11 +1,13 @@
-"""Train with pytorch-metric-learning's trainer, tester and hooks from a config file.
+"""Train with pytorch-metric-learning's trainer, tester and hooks from a Runner config.
 
     python tools/train_pml.py configs/pml/digits_gsp.py [--work-dir DIR] [--resume]
-        [--cfg-options num_epochs=3 ...]
+        [--cfg-options train_cfg.max_epochs=3 ...]
 
-Logs go through PML's record-keeper to ``{work_dir}/logs`` and ``{work_dir}/tensorboard``;
-models are saved to ``{work_dir}/saved_models`` at every validation; ``--resume`` continues
-from the latest of them. Config format: docs/pml.md.
+The config is the one tools/train.py trains (configs/dml_*.py, or a configs/pml/ file that
+inherits one and adds PML-only settings under ``pml``). Logs go through PML's record-keeper to
+``{work_dir}/logs`` and ``{work_dir}/tensorboard``; models are saved to
+``{work_dir}/saved_models`` at every validation; ``--resume`` continues from the latest of
+them. Config keys read: docs/pml.md.
 """
 
 from __future__ import annotations

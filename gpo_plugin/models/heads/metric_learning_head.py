@@ -101,6 +101,10 @@ class MetricLearningHead(BaseModule):
         """The ``ZeroShotLoss``, or None; read-only."""
         return self.criterion.zero_shot if self.needs_attributes else None
 
+    @property
+    def metric_loss_weight(self) -> float:
+        return self._metric().loss_weight
+
     def _metric(self) -> MetricLoss:
         return self.criterion.loss if self.needs_attributes else self.criterion
 
