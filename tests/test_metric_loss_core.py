@@ -48,8 +48,11 @@ def _reference(embeddings, labels, attributes, zero_shot, miner):
 def _batches(draw):
     """Embeddings with ties (few distinct values), duplicated rows and at times a non-finite
     entry; softmax attributes; the class-disjoint labels above."""
-    values = draw(st.lists(st.sampled_from([-1.0, -0.5, 0.0, 0.5, 1.0, 2.0]), min_size=16 * 6,
-                           max_size=16 * 6))
+    values = draw(
+        st.lists(
+            st.sampled_from([-1.0, -0.5, 0.0, 0.5, 1.0, 2.0]), min_size=16 * 6, max_size=16 * 6
+        )
+    )
     embeddings = torch.tensor(values, dtype=torch.float64).reshape(16, 6)
     duplicate = draw(st.integers(0, 15))
     embeddings[(duplicate + 1) % 16] = embeddings[duplicate]
@@ -136,8 +139,10 @@ def test_builder_errors_and_defaults():
 
 
 def test_head_loads_checkpoints_with_the_old_keys():
-    kwargs = dict(loss=dict(type='ProxyAnchorLoss', num_classes=6, embedding_size=6),
-                  zero_shot_loss=dict(type='ZeroShotLoss', num_classes=6, embed_dim=4))
+    kwargs = dict(
+        loss=dict(type='ProxyAnchorLoss', num_classes=6, embedding_size=6),
+        zero_shot_loss=dict(type='ZeroShotLoss', num_classes=6, embed_dim=4),
+    )
     head = MetricLearningHead(**kwargs)
     old = {
         'metric_loss.proxies': torch.randn(6, 6),
