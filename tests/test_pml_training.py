@@ -13,6 +13,7 @@ from gpo_plugin.pml import MetricLossOnlyWithAttributes, ZeroShotLossWrapper
 from gpo_plugin.pml.runner import (
     build_embedder,
     build_loss,
+    build_optimizers,
     build_schedulers,
     build_session,
     build_trunk,
@@ -46,6 +47,7 @@ def _map_at_r(session, epoch):
     return accuracies['val']['mean_average_precision_at_r_level0']
 
 
+@pytest.mark.slow  # 24 training iterations and four validations (~30 s)
 def test_training_improves_saves_and_resumes(tmp_path):
     first = _session(tmp_path, num_epochs=1)
     untrained = _map_at_r(first, epoch=-1)
@@ -100,8 +102,10 @@ def test_every_runner_dml_config_is_read_by_the_pml_side(path):
     loss = build_loss(cfg.model.head, embed_cfg['embed_dim'])
     assert isinstance(loss, ZeroShotLossWrapper) == bool(cfg.model.head.get('zero_shot_loss'))
     metric = loss.loss if isinstance(loss, ZeroShotLossWrapper) else loss
-    if metric.uses_memory:  # the memory holds embeddings of the embedder's size
-        assert metric.loss.embedding_size == embed_cfg['embed_dim'] == 512, path
+    if metric.uses_memory:  # the memory holds embeddings of the size the Runner's head sees
+        head = cfg.model.head
+        head_size = head.get('out_channels') or head.get('in_channels')
+        assert metric.loss.embedding_size == embed_cfg['embed_dim'] == head_size, path
     schedulers = build_schedulers(cfg.get('param_scheduler'), {})
     assert schedulers == {}
 
@@ -144,3 +148,22 @@ def test_pml_trainer_loss_equals_the_runner_models_loss(config):
     trainer.losses = {}
     trainer.calculate_loss((images, labels))
     torch.testing.assert_close(trainer.losses['metric_loss'], expected)
+
+
+def test_config_errors_name_the_key_and_the_fix(tmp_path):
+    old = tmp_path / 'old.py'
+    old.write_text("trunk = dict(type='ResNet_CIFAR', depth=18)\nembedder = dict()\n")
+    with pytest.raises(KeyError, match='old configs/pml schema'):
+        load_config(str(old))
+    partial = tmp_path / 'partial.py'
+    partial.write_text(f"_base_ = ['{osp.abspath('configs/dml_gsp_digits.py')}']\n")
+    with pytest.raises(ValueError, match='model.head.type'):
+        load_config(str(partial), {'model.head.type': 'VSEHead'})
+    cfg = load_config(str(partial))
+    with pytest.raises(ValueError, match='paramwise_cfg'):
+        build_optimizers(dict(cfg.optim_wrapper, paramwise_cfg=dict()), {}, {})
+    with pytest.raises(ValueError, match='one epoch-wise scheduler'):
+        build_schedulers([dict(type='LinearLR'), dict(type='CosineAnnealingLR')], {})
+    del cfg.model.neck['in_channels']
+    with pytest.raises(ValueError, match='model.neck.in_channels'):
+        embedder_config(cfg.model)

@@ -81,6 +81,13 @@ def load_config(path: str, overrides: dict | None = None) -> Config:
     cfg = Config.fromfile(path)
     if overrides:
         cfg.merge_from_dict(overrides)
+    if 'trunk' in cfg or 'embedder' in cfg:
+        raise KeyError(
+            f'{path}: `trunk` / `embedder` are keys of the old configs/pml schema; '
+            'tools/train_pml.py now reads a Runner config: inherit one, e.g. '
+            "_base_ = ['../dml_gsp_digits.py'], and put PML-only settings under `pml` "
+            '(docs/pml.md).'
+        )
     missing = [key for key in REQUIRED if _lookup(cfg, key) is None]
     if missing:
         raise KeyError(
