@@ -31,8 +31,9 @@ class MetricLearningHead(BaseModule):
     returns them l2-normalised (``normalize``). ``PoolingEmbedder`` follows the same rule.
 
     In a multi-process run the PML loss and miner go through PML's ``DistributedLossWrapper``
-    and ``DistributedMinerWrapper`` (``MetricLoss`` with ``gather=None``): each rank gathers the embeddings and labels of all ranks
-    (its own with gradient, the others' without) and computes the loss over the global batch,
+    and ``DistributedMinerWrapper`` (``MetricLoss`` with ``gather=None``): each rank gathers
+    the embeddings and labels of all ranks (its own with gradient, the others' without) and
+    computes the loss over the global batch,
     times the world size, so that DDP's gradient average gives the single-process gradient
     (the logged ``loss_metric`` is therefore world size x the global-batch loss). With
     cross-batch memory, every rank enqueues the whole global batch, so all ranks hold the
