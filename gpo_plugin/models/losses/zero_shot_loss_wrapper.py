@@ -1,4 +1,4 @@
-"""GSP's zero-shot regularisation added to any metric loss (docs/dml.md#zero-shot-regularisation)."""
+"""GSP's zero-shot regularisation added to any metric loss (docs/dml.md, docs/pml.md)."""
 
 from __future__ import annotations
 
