@@ -57,7 +57,6 @@ format: $(STAMP)
 # Every benchmark table of docs/benchmarks.md (CPU, one thread; ~50 min on 2 cores; add
 # BENCH_ARGS='--device cuda' on a GPU machine: the two CPU-only scripts then say so and skip).
 bench: $(STAMP)
-	$(PY) benchmarks/benchmark_matmul.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_pooling.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_train_step.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_eval.py $(BENCH_ARGS)

@@ -9,8 +9,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gpo_plugin.utils.onednn_linear import matmul_nt
-
 
 def _check(img_emb: Tensor, txt_emb: Tensor, txt_img: Tensor) -> None:
     if img_emb.dim() != 2 or txt_emb.dim() != 2 or img_emb.shape[1] != txt_emb.shape[1]:
@@ -103,7 +101,7 @@ def retrieval_ranks(
         fold_cols = slice(int(first[lo]), int(last[lo + block - 1]))
         for start in range(lo, lo + block, chunk_size):
             stop = min(start + chunk_size, lo + block)
-            scores = matmul_nt(img_emb[start:stop], txt)  # (c, N_txt)
+            scores = img_emb[start:stop] @ txt.t()  # (c, N_txt)
             own_col = torch.arange(int(first[start]), int(last[stop - 1]), device=device)
             own_row = cap_img[own_col] - start
             own = scores[own_row, own_col]

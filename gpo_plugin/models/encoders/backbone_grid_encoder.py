@@ -10,7 +10,6 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from gpo_plugin.registry import MODELS
-from gpo_plugin.utils.onednn_linear import linear
 
 from ..utils.set_ops import length_mask
 
@@ -177,6 +176,6 @@ class BackboneGridEncoder(BaseModule):
             grid, lengths = compact_sets(grid, keep)
         else:
             lengths = torch.full((batch,), num, dtype=torch.long, device=grid.device)
-        features = linear(grid, self.fc.weight, self.fc.bias)
+        features = self.fc(grid)
         features = features * length_mask(lengths, num).unsqueeze(-1)
         return self.gpool.pool_checked(features, lengths)[0]
