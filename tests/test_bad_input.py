@@ -1,0 +1,129 @@
+"""Bad input that used to get through silently or with a bare error (issue 20): named errors
+and warnings for the precomputed features, ids and captions, the dataset check tool, the
+class-disjoint sampler, the non-finite loss stop and GSP on all-zero feature maps."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from test_vse_data import SIZES, copy_split, dataset
+
+from gpo_plugin.apis import make_demo_data
+from gpo_plugin.utils.vocab import build_vocab, save_vocab, split_words
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    root = make_demo_data(tmp_path_factory.mktemp('precomp'), seed=0, feat_dim=16, sizes=SIZES)
+    words = build_vocab((root / 'train_caps.txt').read_text().splitlines(), threshold=1)
+    save_vocab(words, root / 'vocab.json')
+    return root
+
+
+# -- precomputed features, ids and captions --------------------------------------------------
+
+
+def test_zero_byte_features_file_is_named(demo, tmp_path):
+    root = copy_split(demo, tmp_path)
+    (root / 'train_ims.npy').write_bytes(b'')  # was: EOFError: No data left in file
+    with pytest.raises(ValueError, match=r'train_ims.npy is empty \(0 bytes\)'):
+        dataset(root)
+
+
+def test_truncated_features_file_is_named(demo, tmp_path):
+    root = copy_split(demo, tmp_path)
+    data = (root / 'train_ims.npy').read_bytes()
+    (root / 'train_ims.npy').write_bytes(data[:40])  # inside the header
+    with pytest.raises(ValueError, match=r'train_ims.npy is not a readable .npy array'):
+        dataset(root)
+
+
+@pytest.mark.parametrize('shape', [(0, 36, 16), (12, 0, 16)])
+def test_features_without_images_or_regions_are_named(demo, tmp_path, shape):
+    root = copy_split(demo, tmp_path)
+    np.save(root / 'train_ims.npy', np.zeros(shape, np.float32))
+    # (0, 36, D) was: "expected a positive multiple of 0".
+    with pytest.raises(ValueError, match=r'train_ims.npy holds no features \(shape'):
+        dataset(root, feat_dim=None)
+
+
+@pytest.mark.parametrize(('per_caption', 'line'), [(False, 7), (True, 31)])
+def test_non_integer_image_id_names_file_and_line(demo, tmp_path, per_caption, line):
+    root = copy_split(demo, tmp_path)
+    ids = [str(100 + i) for i in range(12)]
+    ids[6] = '106a'
+    if per_caption:
+        ids = [i for i in ids for _ in range(5)]
+    (root / 'train_ids.txt').write_text('\n'.join(ids) + '\n')
+    with pytest.raises(ValueError, match=rf"train_ids.txt:{line}: id '106a' is not an integer"):
+        dataset(root)
+
+
+def test_integer_ids_are_still_accepted(demo, tmp_path):
+    root = copy_split(demo, tmp_path)
+    (root / 'train_ids.txt').write_text('\n'.join(str(7 * i) for i in range(12)) + '\n')
+    assert dataset(root).metainfo['image_ids'][:3] == ['0', '7', '14']
+
+
+def test_caption_of_unknown_words_only_is_named(demo, tmp_path):
+    root = copy_split(demo, tmp_path)
+    lines = (root / 'train_caps.txt').read_text().splitlines()
+    lines[7] = 'zyxxy qwoph blorft'
+    (root / 'train_caps.txt').write_text('\n'.join(lines) + '\n')
+    with pytest.warns(UserWarning, match=r'1 caption\(s\) have no word .*\(caption indices 7;'):
+        data = dataset(root)
+    unk = data.tokenizer.unk_id
+    assert data[7]['token_ids'][1:-1] == [unk] * 3  # kept, as documented
+
+
+def test_overlong_caption_is_cut_to_max_words_with_one_warning(demo, tmp_path):
+    root = copy_split(demo, tmp_path)
+    lines = (root / 'train_caps.txt').read_text().splitlines()
+    known = [w for w in split_words(' '.join(lines[:5])) if w.isalpha()]
+    lines[3] = ' '.join(known[i % len(known)] for i in range(5000))
+    lines[9] = ' '.join(known[i % len(known)] for i in range(150))
+    (root / 'train_caps.txt').write_text('\n'.join(lines) + '\n')
+    with pytest.warns(UserWarning) as caught:
+        data = dataset(root)
+    messages = [str(w.message) for w in caught if 'max_words' in str(w.message)]
+    assert len(messages) == 1, messages
+    assert '2 caption(s) longer than max_words=100' in messages[0]
+    assert 'caption 3 on line 4, has 5000' in messages[0]
+    assert len(data[3]['token_ids']) == 100 + 2  # <start> + 100 words + <end>
+    assert len(data[9]['token_ids']) == 102
+    assert data[4]['caption'] == lines[4]  # ordinary captions untouched
+    unlimited = dataset(root, max_words=None)
+    assert len(unlimited[3]['token_ids']) == 5002
+
+
+def test_overlong_caption_no_longer_slows_its_batch(demo, tmp_path):
+    """The issue's symptom: one 5,000-token caption made its batch about 50x slower."""
+    import torch
+
+    from gpo_plugin.models.encoders import BiGRUTextEncoder
+
+    root = copy_split(demo, tmp_path)
+    lines = (root / 'train_caps.txt').read_text().splitlines()
+    lines[0] = ' '.join(['a'] * 5000)
+    (root / 'train_caps.txt').write_text('\n'.join(lines) + '\n')
+    with pytest.warns(UserWarning, match='max_words'):
+        data = dataset(root)
+    enc = BiGRUTextEncoder(vocab_size=data.tokenizer.vocab_size, word_dim=8, embed_dim=8)
+
+    def encode_seconds(indices) -> float:
+        captions = [data[i]['token_ids'] for i in indices]
+        lengths = torch.tensor([len(c) for c in captions])
+        tokens = torch.zeros(len(captions), int(lengths.max()), dtype=torch.long)
+        for row, caption in enumerate(captions):
+            tokens[row, : len(caption)] = torch.tensor(caption)
+        start = time.perf_counter()
+        enc(tokens, lengths).sum().backward()
+        return time.perf_counter() - start
+
+    assert int(max(len(data[i]['token_ids']) for i in range(16))) <= 102
+    encode_seconds(range(16, 32))  # warm-up
+    normal = min(encode_seconds(range(16, 32)) for _ in range(3))
+    with_long = min(encode_seconds(range(16)) for _ in range(3))
+    assert with_long < 10 * normal, (with_long, normal)
