@@ -127,3 +127,62 @@ def test_overlong_caption_no_longer_slows_its_batch(demo, tmp_path):
     normal = min(encode_seconds(range(16, 32)) for _ in range(3))
     with_long = min(encode_seconds(range(16)) for _ in range(3))
     assert with_long < 10 * normal, (with_long, normal)
+
+
+# -- tools/check_dataset.py ------------------------------------------------------------------
+
+
+def _cub_config():
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parents[1] / 'configs' / 'dml_avg_cub.py')
+
+
+def test_check_dataset_lists_every_construction_problem_and_names_symlink_loops(
+    tmp_path, capsys
+):
+    from test_dml_datasets import make_cub
+
+    from gpo_plugin.apis.check_dataset import main as check_dataset
+
+    cub = make_cub(tmp_path)
+    train_gone = [cub / 'images' / '002.Bird_2' / 'img_0.jpg', cub / 'images/003.Bird_3/img_1.jpg']
+    for path in train_gone:
+        path.unlink()
+    loop = cub / 'images' / '101.Bird_101' / 'img_1.jpg'  # a test-split class
+    loop.unlink()
+    loop.symlink_to(loop.name)  # points at itself
+    code = check_dataset([_cub_config(), '--data-root', str(cub)])
+    out = capsys.readouterr().out
+    assert code == 1
+    problems = [line.strip() for line in out.splitlines() if 'PROBLEM:' in line]
+    # Both loaders are reported (the tool used to stop at the first with a traceback).
+    assert f'PROBLEM: {train_gone[0]} is missing' in problems
+    assert f'PROBLEM: {train_gone[1]} is missing' in problems
+    assert f'PROBLEM: {loop} is a symlink loop' in problems
+    assert len(problems) == 3 and 'Traceback' not in out
+    assert '3 problem(s) found' in out
+
+
+def test_check_dataset_reports_an_unbuildable_dataset_and_goes_on(tmp_path, capsys):
+    from test_dml_datasets import make_cub
+
+    from gpo_plugin.apis.check_dataset import main as check_dataset
+
+    cub = make_cub(tmp_path)
+    (cub / 'image_class_labels.txt').unlink()
+    code = check_dataset([_cub_config(), '--data-root', str(cub)])
+    out = capsys.readouterr().out
+    assert code == 1
+    problems = [line for line in out.splitlines() if 'PROBLEM:' in line]
+    assert problems and all('cannot be built: FileNotFoundError' in line for line in problems)
+    assert all('image_class_labels.txt' in line for line in problems)
+    assert 'train_dataloader:' in out and 'val_dataloader:' in out  # went on after the first
+
+
+def test_check_image_file_names_a_symlink_loop(tmp_path):
+    from gpo_plugin.apis.check_dataset import check_image_file
+
+    link = tmp_path / 'a.jpg'
+    link.symlink_to('a.jpg')
+    assert check_image_file(str(link)).startswith('is a symlink loop')
