@@ -138,9 +138,7 @@ def _cub_config():
     return str(Path(__file__).resolve().parents[1] / 'configs' / 'dml_avg_cub.py')
 
 
-def test_check_dataset_lists_every_construction_problem_and_names_symlink_loops(
-    tmp_path, capsys
-):
+def test_check_dataset_lists_every_construction_problem_and_names_symlink_loops(tmp_path, capsys):
     from test_dml_datasets import make_cub
 
     from gpo_plugin.apis.check_dataset import main as check_dataset
@@ -186,3 +184,65 @@ def test_check_image_file_names_a_symlink_loop(tmp_path):
     link = tmp_path / 'a.jpg'
     link.symlink_to('a.jpg')
     assert check_image_file(str(link)).startswith('is a symlink loop')
+
+
+# -- class-disjoint sampler ----------------------------------------------------------------------
+
+
+class _Labels:
+    def __init__(self, labels):
+        self.labels = labels
+
+    def get_gt_labels(self):
+        return self.labels
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def test_sampler_warns_naming_classes_too_small_for_num_per_class():
+    from gpo_plugin.datasets.samplers import ClassDisjointSampler
+
+    labels = [0] * 8 + [1] * 8 + [2] + [3] * 8 + [4] * 3 + [5] * 8
+    with pytest.warns(UserWarning, match=r'2 class\(es\) .* num_per_class=4 .* 2 \(1\), 4 \(3\)\.'):
+        sampler = ClassDisjointSampler(_Labels(labels), batch_size=8, num_per_class=4, seed=0)
+    # The single image of class 2 really is drawn num_per_class times when its class is picked.
+    drawn = []
+    for epoch in range(20):
+        sampler.set_epoch(epoch)
+        drawn += list(sampler)
+    counts = {i: drawn.count(i) for i in set(drawn)}
+    assert counts.get(16, 0) % 4 == 0 and counts.get(16, 0) > 0
+
+
+def test_sampler_is_silent_when_every_class_is_large_enough(recwarn):
+    from gpo_plugin.datasets.samplers import ClassDisjointSampler
+
+    ClassDisjointSampler(_Labels([0] * 4 + [1] * 4 + [2] * 5), batch_size=4, num_per_class=2)
+    assert not [w for w in recwarn if 'ClassDisjointSampler' in str(w.message)]
+
+
+# -- non-finite loss -----------------------------------------------------------------------------
+
+
+def test_non_finite_loss_names_the_culprit_beyond_the_64th_sample():
+    import math
+
+    import torch
+
+    from gpo_plugin.engine.non_finite_loss_hook import NonFiniteLossError, NonFiniteLossHook
+
+    class Runner:
+        iter, epoch = 9, 0
+
+    img = torch.randn(128, 36, 8)
+    img[69, 3, 5] = math.nan  # the 70th sample, which the first 64 ids never showed
+    cap_idx = torch.arange(1000, 1128)
+    batch = dict(inputs=dict(img=img), data_samples=dict(img_idx=cap_idx // 5, cap_idx=cap_idx))
+    with pytest.raises(NonFiniteLossError) as error:
+        NonFiniteLossHook().after_train_iter(Runner, 9, batch, dict(loss=torch.tensor(math.nan)))
+    message = str(error.value)
+    assert 'non-finite inputs (1 of 128, batch positions [69]): img_idx=[213], cap_idx=[1069]' in (
+        message
+    )
+    assert 'Sample ids of the batch (all 128)' in message and '1127' in message
