@@ -246,3 +246,24 @@ def test_non_finite_loss_names_the_culprit_beyond_the_64th_sample():
         message
     )
     assert 'Sample ids of the batch (all 128)' in message and '1127' in message
+
+
+# -- GSP on all-zero feature maps ----------------------------------------------------------------
+
+
+def test_gsp_warns_when_all_zero_maps_collapse_the_prototypes(recwarn):
+    import torch
+
+    from gpo_plugin.models.necks import GSP
+
+    gsp = GSP(8, 5, num_prototypes=4).train()
+    gsp.pool_map_full(torch.zeros(6, 8, 3, 3))
+    collapsed = [w for w in recwarn if 'distinct prototype' in str(w.message)]
+    assert len(collapsed) == 1 and 'only 1 distinct prototype(s) of 4' in str(collapsed[0].message)
+    assert torch.unique(gsp.prototypes.detach(), dim=0).shape[0] == 1  # what it warns about
+
+    recwarn.clear()
+    healthy = GSP(8, 5, num_prototypes=4).train()
+    healthy.pool_map_full(torch.randn(6, 8, 3, 3))
+    assert bool(healthy.prototypes_initialised)
+    assert not [w for w in recwarn if 'distinct prototype' in str(w.message)]
