@@ -161,6 +161,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--repeats', type=int, default=None, help='for make bench: scales --iters down (x100)'
     )
+    parser.add_argument('--warmup', type=int, default=None, help='accepted for make bench; unused')
     parser.add_argument('--threads', type=int, default=1)
     args = parser.parse_args()
     if args.repeats is not None:
