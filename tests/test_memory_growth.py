@@ -8,6 +8,7 @@ import os
 import statistics
 from collections.abc import Callable
 
+import pytest
 import torch
 
 from gpo_plugin.models.encoders import BiGRUTextEncoder, PrecompRegionEncoder
@@ -79,3 +80,40 @@ def test_the_measurement_sees_a_leak_of_that_size():
         kept.append(torch.ones(256 * 1024))  # 1 MiB per step, like a per-shape cache
 
     assert rss_growth(leaking, steps=80, warmup=10, window=15) > 24 * MIB
+
+
+def test_benchmark_verdict_uses_medians_after_warm_up():
+    from argparse import Namespace
+
+    from benchmark_memory import Recorder, growth_row
+
+    args = Namespace(warmup_frac=0.1, window=10, tolerance=5.0)
+    flat, leaking = Recorder(200), Recorder(200)
+    flat.samples = [1000 * MIB] * 20 + [1030 * MIB, 1010 * MIB] * 90  # noise, no trend
+    leaking.samples = [1000 * MIB + i * MIB for i in range(200)]  # +1 MiB per iteration
+    assert growth_row('flat', flat, args)[1]
+    row, passed = growth_row('leaking', leaking, args)
+    assert not passed and 'FAIL' in row
+    # Warm-up never ends before the third epoch (the grid demo unfreezes its backbone late).
+    late = Recorder(200)
+    late.samples = [500 * MIB] * 60 + [1000 * MIB] * 140
+    late.third_epoch_start = 60
+    assert growth_row('late', late, args)[1]
+
+
+@pytest.mark.slow
+def test_benchmark_script_runs_the_vse_demo_loop():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / 'benchmarks' / 'benchmark_memory.py')]
+        + ['--demos', 'vse', '--iters', '30', '--window', '5'],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    assert '| VSE demo (vse_gpo_demo.py, Runner) | 30 |' in done.stdout, done.stdout
