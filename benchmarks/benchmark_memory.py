@@ -50,12 +50,14 @@ class Recorder:
         self.total = total
         self.samples: list[int] = []
         self.third_epoch_start: int | None = None
+        self.epochs: list[int] = []
 
     def record(self, epoch: int) -> None:
         """``epoch``: 0-based epoch of the iteration that just ran."""
         if epoch >= 2 and self.third_epoch_start is None:
             self.third_epoch_start = len(self.samples)
         self.samples.append(rss_bytes())
+        self.epochs.append(epoch)
         if len(self.samples) >= self.total:
             raise Enough
 
@@ -163,6 +165,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument('--warmup', type=int, default=None, help='accepted for make bench; unused')
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--trace', help='write iteration, epoch, RSS (bytes) rows to this CSV')
     args = parser.parse_args()
     if args.repeats is not None:
         args.iters = min(args.iters, 100 * args.repeats)
@@ -192,6 +195,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as work_dir:
             runs[demo](recorder, work_dir)
         row, ok = growth_row(names[demo], recorder, args)
+        if args.trace:
+            with open(args.trace, 'a') as handle:
+                for i, (epoch, rss) in enumerate(
+                    zip(recorder.epochs, recorder.samples, strict=True)
+                ):
+                    handle.write(f'{demo},{i},{epoch},{rss}\n')
         rows.append(row)
         passed &= ok
         print(f'[memory] {row}', flush=True)
