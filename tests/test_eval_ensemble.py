@@ -1,4 +1,4 @@
-"""tools/eval_ensemble.py: averaging similarity matrices, evaluated as the published
+"""tools/analysis_tools/eval_ensemble.py: averaging similarity matrices, evaluated as the published
 eval_ensemble (its loops written out here), reading published files without unpickling code."""
 
 import json

@@ -58,6 +58,6 @@ class NonFiniteLossHook(Hook):
         raise NonFiniteLossError(
             f'non-finite training loss at iteration {runner.iter + 1} (epoch {runner.epoch + 1}, '
             f'batch {batch_idx} of the epoch): {values}. Sample ids of the batch: {shown}. '
-            'Check these samples for NaN/inf inputs (tools/check_dataset.py CONFIG), or lower '
+            'Check these samples for NaN/inf inputs (tools/analysis_tools/check_dataset.py CONFIG), or lower '
             'the learning rate.'
         )

@@ -3,7 +3,7 @@ and tester (train on digits 0-4, retrieve among the unseen digits 5-9), clean an
 configured by configs/pml/digits_*.py. One seed; ``make demo-dml`` has the same comparison
 with mmengine's Runner over several seeds.
 
-    python tools/pml_digits_demo.py [--work-dir outputs/pml_digits] [--epochs 12]
+    python tools/demos/pml_digits_demo.py [--work-dir outputs/pml_digits] [--epochs 12]
         [--settings clean clutter]
 """
 
