@@ -17,6 +17,7 @@ from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from mmengine.runner.checkpoint import _load_checkpoint
 from train_until_killed import KillAtIterHook  # noqa: F401  (registers the hook)
 
+from gpo_plugin.cli import runner_config
 from gpo_plugin.cli import test as test_cli
 from gpo_plugin.cli import train as train_cli
 from gpo_plugin.demo import make_demo_data

@@ -13,6 +13,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from gpo_plugin.cli import runner_config
 from gpo_plugin.cli import train as train_cli
 from gpo_plugin.demo import make_demo_data
 from gpo_plugin.engine import EmbeddingProgressHook, EpochFractionLoggerHook
