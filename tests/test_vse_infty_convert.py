@@ -7,8 +7,6 @@ from fractions import Fraction
 import pytest
 import torch
 import torch.nn.functional as F
-from convert_vse_infty import main as convert_main
-from convert_vse_infty import map_keys, resnet_config
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
@@ -18,6 +16,8 @@ from gpo_plugin.utils.checkpoints import UnsafeCheckpointError
 from gpo_plugin.utils.pretrained import resolve_pretrained
 from gpo_plugin.utils.vocab import split_words
 
+from convert_vse_infty import main as convert_main
+from convert_vse_infty import map_keys, resnet_config
 from references.vse_infty import (
     PublishedBertTextEncoder,
     PublishedBiGRUTextEncoder,
