@@ -74,8 +74,8 @@ def run_vse(config: str, recorder: Recorder, args: argparse.Namespace, work_dir:
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
 
-    from gpo_plugin.apis import ensure_grid_demo_data, ensure_vse_demo_data
-    from gpo_plugin.apis.cli import LOADERS, set_data_root
+    from gpo_plugin.cli.runner_config import LOADERS, set_data_root
+    from gpo_plugin.demo import ensure_grid_demo_data, ensure_vse_demo_data
 
     cfg = Config.fromfile(osp.join(ROOT, 'configs', config))
     cfg.work_dir = work_dir
@@ -117,7 +117,7 @@ def _resize_grid(cfg, size: int) -> None:
 
 
 def run_pml(recorder: Recorder, args: argparse.Namespace, work_dir: str) -> None:
-    """The PML digits demo's GSP run (``tools/pml_digits_demo.py``), recorder chained after
+    """The PML digits demo's GSP run (``tools/demos/pml_digits_demo.py``), recorder chained after
     PML's own end-of-iteration hook."""
     import logging
 

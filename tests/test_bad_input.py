@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from test_vse_data import SIZES, copy_split, dataset
 
-from gpo_plugin.apis import make_demo_data
+from gpo_plugin.demo import make_demo_data
 from gpo_plugin.utils.vocab import build_vocab, save_vocab, split_words
 
 
@@ -129,7 +129,7 @@ def test_overlong_caption_no_longer_slows_its_batch(demo, tmp_path):
     assert with_long < 10 * normal, (with_long, normal)
 
 
-# -- tools/check_dataset.py ------------------------------------------------------------------
+# -- tools/analysis_tools/check_dataset.py ---------------------------------------------------
 
 
 def _cub_config():
@@ -141,7 +141,7 @@ def _cub_config():
 def test_check_dataset_lists_every_construction_problem_and_names_symlink_loops(tmp_path, capsys):
     from test_dml_datasets import make_cub
 
-    from gpo_plugin.apis.check_dataset import main as check_dataset
+    from gpo_plugin.cli.check_dataset import main as check_dataset
 
     cub = make_cub(tmp_path)
     train_gone = [cub / 'images' / '002.Bird_2' / 'img_0.jpg', cub / 'images/003.Bird_3/img_1.jpg']
@@ -165,7 +165,7 @@ def test_check_dataset_lists_every_construction_problem_and_names_symlink_loops(
 def test_check_dataset_reports_an_unbuildable_dataset_and_goes_on(tmp_path, capsys):
     from test_dml_datasets import make_cub
 
-    from gpo_plugin.apis.check_dataset import main as check_dataset
+    from gpo_plugin.cli.check_dataset import main as check_dataset
 
     cub = make_cub(tmp_path)
     (cub / 'image_class_labels.txt').unlink()
@@ -179,7 +179,7 @@ def test_check_dataset_reports_an_unbuildable_dataset_and_goes_on(tmp_path, caps
 
 
 def test_check_image_file_names_a_symlink_loop(tmp_path):
-    from gpo_plugin.apis.check_dataset import check_image_file
+    from gpo_plugin.cli.check_dataset import check_image_file
 
     link = tmp_path / 'a.jpg'
     link.symlink_to('a.jpg')

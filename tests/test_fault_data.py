@@ -11,10 +11,10 @@ from mmengine.structures import BaseDataElement
 from test_dml_datasets import PIPELINE, make_cub, make_sop
 from test_vse_data import SIZES, copy_split, dataset
 
-from gpo_plugin.apis import make_demo_data
-from gpo_plugin.apis.check_dataset import check_image_file
-from gpo_plugin.apis.check_dataset import main as check_dataset
+from gpo_plugin.cli.check_dataset import check_image_file
+from gpo_plugin.cli.check_dataset import main as check_dataset
 from gpo_plugin.datasets import CUBMetricDataset, RandomRegionDrop, SOPMetricDataset
+from gpo_plugin.demo import make_demo_data
 from gpo_plugin.engine.non_finite_loss_hook import (
     NonFiniteLossError,
     NonFiniteLossHook,

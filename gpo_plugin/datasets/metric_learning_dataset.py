@@ -114,7 +114,7 @@ class MetricLearningDataset(BaseDataset):
 
     def check_images(self, relative_paths: list[str]) -> None:
         """Every listed image exists and is not empty (a cheap ``stat``; decoding is checked
-        on first use, and for all images up front by ``tools/check_dataset.py``)."""
+        on first use, and for all images up front by ``tools/analysis_tools/check_dataset.py``)."""
         missing, empty, loops = [], [], []
         for p in relative_paths:
             try:
@@ -122,7 +122,7 @@ class MetricLearningDataset(BaseDataset):
                     empty.append(p)
             except OSError as error:
                 (loops if error.errno == errno.ELOOP else missing).append(p)
-        # Every bad path rides on the error (``problems``) for tools/check_dataset.py.
+        # Every bad path rides on the error (``problems``) for tools/analysis_tools/check_dataset.py.
         problems = [
             f'{osp.join(self.data_root, p)} {what}'
             for group, what in (
@@ -160,7 +160,7 @@ class MetricLearningDataset(BaseDataset):
             path = self.get_data_info(idx).get('img_path', f'sample {idx}')
             raise RuntimeError(
                 f'{type(self).__name__}: cannot load {path}: {type(error).__name__}: {error}. '
-                'Scan the whole dataset with tools/check_dataset.py CONFIG.'
+                'Scan the whole dataset with tools/analysis_tools/check_dataset.py CONFIG.'
             ) from error
 
     def no_duplicates(self, relative: str, rows, expected: str) -> None:

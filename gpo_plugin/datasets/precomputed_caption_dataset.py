@@ -271,7 +271,7 @@ def warn_unknown_only(captions: list[str], tokenizer: VocabTokenizer, path: Path
         warnings.warn(
             f'PrecompCaptionDataset: {path}: {len(unknown)} caption(s) have no word in the '
             f'vocabulary and become <unk> tokens only (caption indices {shown}; line = index '
-            '+ 1). Build the vocabulary from these captions (tools/build_vocab.py) if that is '
+            '+ 1). Build the vocabulary from these captions (tools/misc/build_vocab.py) if that is '
             'not intended.',
             stacklevel=2,
         )

@@ -5,7 +5,7 @@ so word-level augmentation can drop or mask all pieces of a word together. They 
 registered in ``gpo_plugin.registry.TOKENIZERS``:
 
 - :class:`VocabTokenizer`: a word vocabulary built from the training captions by
-  ``tools/build_vocab.py`` (JSON), for the BiGRU encoder.
+  ``tools/misc/build_vocab.py`` (JSON), for the BiGRU encoder.
 - :class:`HFTokenizer`: any ``transformers`` tokenizer from a local path or cached
   name (offline), for BERT-family encoders.
 """
@@ -27,7 +27,7 @@ class VocabTokenizer:
     ``<start> w1 .. wn <end>``, unknown words map to ``<unk>``.
 
     Args:
-        vocab_file: JSON written by ``tools/build_vocab.py``.
+        vocab_file: JSON written by ``tools/misc/build_vocab.py``.
     """
 
     def __init__(self, vocab_file: str | os.PathLike) -> None:

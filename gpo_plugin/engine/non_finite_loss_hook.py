@@ -93,6 +93,7 @@ class NonFiniteLossHook(Hook):
         raise NonFiniteLossError(
             f'non-finite training loss at iteration {runner.iter + 1} (epoch {runner.epoch + 1}, '
             f'batch {batch_idx} of the epoch): {values}. {describe_samples(data_batch)} '
-            'Check these samples for NaN/inf inputs (tools/check_dataset.py CONFIG), or lower '
+            'Check these samples for NaN/inf inputs (tools/analysis_tools/check_dataset.py CONFIG), '
+            'or lower '
             'the learning rate.'
         )

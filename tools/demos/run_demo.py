@@ -1,11 +1,11 @@
 """The VSE∞ demo: bundled synthetic data -> train BiGRU + GPO on the Runner -> retrieval table.
 
-Creates the data and the vocabulary (``gpo_plugin.apis.ensure_vse_demo_data``) if missing, trains ``configs/vse_gpo_demo.py``, evaluates on ``testall`` (500 images: the
+Creates the data and the vocabulary (``gpo_plugin.demo.ensure_vse_demo_data``) if missing, trains ``configs/vse_gpo_demo.py``, evaluates on ``testall`` (500 images: the
 full set and the 5-fold average) and prints the table; then trains the average-pooling
 baseline (``configs/vse_avgpool_demo.py``, skip with ``--no-compare``) and prints both rSums.
 
 Usage:
-    python tools/run_demo.py [--no-compare] [--work-dir work_dirs/vse_demo] [--data-dir data/demo/vse]
+    python tools/demos/run_demo.py [--no-compare] [--work-dir work_dirs/vse_demo] [--data-dir data/demo/vse]
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from gpo_plugin.apis import ensure_vse_demo_data  # noqa: E402
-from gpo_plugin.apis.cli import LOADERS, set_data_root  # noqa: E402
+from gpo_plugin.cli.runner_config import LOADERS, set_data_root  # noqa: E402
+from gpo_plugin.demo import ensure_vse_demo_data  # noqa: E402
 
 torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
-CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
+CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 
 
 def run(config: str, work_dir: str, precomp: str, vocab: str) -> dict:

@@ -4,7 +4,7 @@ Words seen at least ``--threshold`` times (4 in VSE∞), after the specials
 ``<pad> <start> <end> <unk> <mask>``, saved as JSON ``{"words": [...]}``.
 
 Usage:
-    python tools/build_vocab.py data/coco/precomp/train_caps.txt --out data/coco/vocab.json
+    python tools/misc/build_vocab.py data/coco/precomp/train_caps.txt --out data/coco/vocab.json
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Evaluate an ensemble: average two or more models' similarity matrices and rank.
 
 Usage:
-    python tools/eval_ensemble.py SIMS SIMS [SIMS ...] [--fold5] [--tie-rule RULE] [--out FILE]
+    python tools/analysis_tools/eval_ensemble.py SIMS SIMS [SIMS ...] [--fold5] [--tie-rule RULE] [--out FILE]
 SIMS: ``tools/test.py --save-sims`` files (.npz), .npy matrices, or the published evaluation's
 ``np.save(path, {'npts': n, 'sims': sims})`` files (read without unpickling code).
 Prints the full-set table and, with --fold5, each of 5 folds and their mean and std.

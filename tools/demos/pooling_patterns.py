@@ -5,7 +5,7 @@ imitate pooled vectors of random sets with sizes N in 1..36, then prints the RMS
 between learned and true pooling weights on seen sizes, held-out sizes inside the
 range, and sizes beyond it, and saves a plot of theta against k for a few N.
 
-    python tools/pooling_patterns.py --out-dir outputs/pooling_patterns
+    python tools/demos/pooling_patterns.py --out-dir outputs/pooling_patterns
 """
 
 from __future__ import annotations

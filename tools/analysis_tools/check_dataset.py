@@ -1,7 +1,7 @@
 """Scan every sample of the datasets of a config before training (docs/fault_tolerance.md).
 
 Usage:
-    python tools/check_dataset.py CONFIG [--loaders train_dataloader ...] [--data-root DIR]
+    python tools/analysis_tools/check_dataset.py CONFIG [--loaders train_dataloader ...] [--data-root DIR]
         [--cfg-options k=v ...]
 Annotation files, image files (empty, undecodable, truncated) and precomputed features
 (dtype, NaN/inf) are checked; every problem is printed with its file. Exit code 1 if any.
@@ -9,7 +9,7 @@ Annotation files, image files (empty, undecodable, truncated) and precomputed fe
 
 import sys
 
-from gpo_plugin.apis.check_dataset import main
+from gpo_plugin.cli.check_dataset import main
 
 if __name__ == '__main__':
     sys.exit(main())

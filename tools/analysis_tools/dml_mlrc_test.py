@@ -1,7 +1,7 @@
 """MLRC evaluation: test the 4 fold models of one config on the test classes, each alone and
 with their embeddings concatenated (4 x 128-d -> 512-d). Prints a markdown table.
 
-    python tools/dml_mlrc_test.py configs/dml_gsp_cub_mlrc.py \
+    python tools/analysis_tools/dml_mlrc_test.py configs/dml_gsp_cub_mlrc.py \
         work_dirs/cub_fold0/best.pth work_dirs/cub_fold1/best.pth ... [--work-dir DIR]
 
 Checkpoints may be paths or any URL mmengine loads (http(s)://, torchvision://, ...); every one is

@@ -4,7 +4,7 @@ configured by configs/pml/digits_*.py (the Runner configs configs/dml_*_digits*.
 own settings). One seed; ``make demo-dml`` has the same comparison
 with mmengine's Runner over several seeds.
 
-    python tools/pml_digits_demo.py [--work-dir outputs/pml_digits] [--epochs 12]
+    python tools/demos/pml_digits_demo.py [--work-dir outputs/pml_digits] [--epochs 12]
         [--settings clean clutter]
 """
 

@@ -1,13 +1,13 @@
 """The VSE∞ video demo: a synthetic set in HGR's layout -> train GPO and average pooling on
 the Runner -> both retrieval tables (HGR's protocol) and GPO's theta over frame positions.
 
-Creates the data (``gpo_plugin.apis.ensure_video_demo_data``) if missing, trains
+Creates the data (``gpo_plugin.demo.ensure_video_demo_data``) if missing, trains
 ``configs/vse_gpo_video_demo.py`` and ``configs/vse_avgpool_video_demo.py``, tests both on
 the ``tst`` split and writes ``theta_frames.png`` (GPO's weights over the sorted positions of
 frame sets of a few sizes) into the work dir.
 
 Usage:
-    python tools/run_video_demo.py [--work-dir work_dirs/vse_video_demo] [--data-dir data/demo/video]
+    python tools/demos/run_video_demo.py [--work-dir work_dirs/vse_video_demo] [--data-dir data/demo/video]
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from gpo_plugin.apis import ensure_video_demo_data  # noqa: E402
-from gpo_plugin.apis.cli import LOADERS, set_data_root  # noqa: E402
+from gpo_plugin.cli.runner_config import LOADERS, set_data_root  # noqa: E402
+from gpo_plugin.demo import ensure_video_demo_data  # noqa: E402
 from gpo_plugin.evaluation import format_video_table  # noqa: E402
 
 torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
-CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
+CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 SET_SIZES = (8, 16, 24, 32)
 
 

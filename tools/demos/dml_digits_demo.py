@@ -6,7 +6,7 @@ random spot of a 48x48 canvas with random strokes around it). Trains GSP and ave
 in each with mmengine's Runner, prints the retrieval table, and saves pictures of GSP's
 pooling weights over test images.
 
-    python tools/dml_digits_demo.py [--work-dir outputs/dml_digits] [--settings clean clutter]
+    python tools/demos/dml_digits_demo.py [--work-dir outputs/dml_digits] [--settings clean clutter]
         [--epochs 12] [--seeds 0 1 2]
 
 With several seeds the table shows mean +- standard deviation over the seeds.

@@ -1,4 +1,4 @@
-"""``tools/check_dataset.py``: scan the datasets of a config up front, before a long run.
+"""``tools/analysis_tools/check_dataset.py``: scan the datasets of a config up front, before a long run.
 
 Building a dataset already checks its annotation files (and, for precomputed features, the
 dtype and finiteness of every feature). This adds what is otherwise only found when a sample
@@ -103,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Scan the datasets; print each problem; return 1 if there were any, else 0."""
-    from gpo_plugin.apis.cli import set_data_root
+    from gpo_plugin.cli.runner_config import set_data_root
 
     args = parser().parse_args(argv)
     cfg = Config.fromfile(args.config)

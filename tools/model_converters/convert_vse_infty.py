@@ -1,5 +1,14 @@
-"""Convert the published VSE∞ checkpoints into mmengine checkpoints plus a config
-(docs/vse.md#published-vse-checkpoints); ``tools/convert_vse_infty.py`` is the command line.
+"""Convert a published VSE∞ checkpoint to an mmengine checkpoint and its config
+(docs/vse.md#published-vse-checkpoints).
+
+Usage:
+    python tools/model_converters/convert_vse_infty.py SRC DST [--vocab VOCAB_JSON]
+        [--pretrained BERT_DIR] [--base-config CONFIG] [--allow-unmapped]
+
+Writes DST (mmengine checkpoint), DST.py (a config that builds the matching model, with the
+loaders and evaluator of --base-config, by default this checkout's
+configs/vse_gpo_{coco,f30k}[_bigru].py) and, with --vocab, DST.vocab.json.
+Then: python tools/test.py DST.py DST --data-root /data/coco/precomp (docs/vse.md).
 
 A published checkpoint is ``{'epoch', 'model': [image_state, text_state], 'best_rsum', 'opt',
 'Eiters'}`` with ``opt`` a pickled ``argparse.Namespace``. It is read with
@@ -15,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +76,7 @@ UNUSED_KEYS: dict[str, list[tuple[str, str]]] = {
     ],
 }
 
+# The configs of the checkout this script lives in (tools/ and configs/ are not installed).
 CONFIGS = Path(__file__).resolve().parents[2] / 'configs'
 
 
@@ -341,8 +352,8 @@ def base_config(conversion: Conversion, data_name: str) -> Path:
     path = CONFIGS / f'vse_gpo_{data}{suffix}.py'
     if not path.is_file():
         raise FileNotFoundError(
-            f'{path} not found (configs/ ships with the repository, not the wheel); give the '
-            'config to build on with --base-config.'
+            f'{path} not found (configs/ of the checkout next to tools/); give the config to '
+            'build on with --base-config.'
         )
     return path
 
@@ -420,3 +431,50 @@ def convert_vse_infty(
         base = base_config(conversion, str(opt.get('data_name', 'coco_precomp')))
     write_config(conversion, str(dst) + '.py', base, vocab_file)
     return conversion
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Convert a published VSE∞ checkpoint.')
+    parser.add_argument('src', help='published checkpoint, e.g. model_best.pth')
+    parser.add_argument('dst', help='output mmengine checkpoint (DST.py is written next to it)')
+    parser.add_argument(
+        '--vocab',
+        help='published vocabulary JSON of a BiGRU checkpoint (e.g. coco_precomp_vocab.json); '
+        'without it the model takes the published token ids and cannot encode strings',
+    )
+    parser.add_argument(
+        '--pretrained',
+        help='local BERT folder (config.json + tokenizer files, bert-base-uncased) for a BERT '
+        "checkpoint; also accepts 'pkg://PACKAGE/dir'",
+    )
+    parser.add_argument(
+        '--base-config',
+        help='config whose loaders, evaluator and runtime DST.py keeps (default: '
+        'configs/vse_gpo_{coco,f30k}[_bigru].py after opt.data_name and the text encoder)',
+    )
+    parser.add_argument(
+        '--allow-unmapped',
+        action='store_true',
+        help='drop keys with no counterpart instead of stopping (they are listed either way)',
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    conversion = convert_vse_infty(
+        args.src,
+        args.dst,
+        vocab=args.vocab,
+        pretrained=args.pretrained,
+        base=args.base_config,
+        allow_unmapped=args.allow_unmapped,
+    )
+    print(conversion.report())
+    print(f'wrote {args.dst} and {args.dst}.py')
+    if conversion.vocab_words is not None:
+        print(f'wrote {args.dst}.vocab.json ({len(conversion.vocab_words)} words)')
+
+
+if __name__ == '__main__':
+    main()

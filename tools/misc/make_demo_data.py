@@ -1,20 +1,20 @@
 """Write the VSE∞ demo set in the precomputed-feature layout (docs/vse.md#data).
 
-What the set holds: ``gpo_plugin.apis.demo_data``.
+What the set holds: ``gpo_plugin.demo.vse_data``.
 
 Output (``--out``, default ``data/demo/vse/precomp``): ``{split}_ims.npy``
 (N, 36, D) float32, ``{split}_caps.txt`` (5 lines per image), ``{split}_ids.txt`` for
 split in train / dev / test / testall. Same seed, same files.
 
 Usage:
-    python tools/make_demo_data.py [--out DIR] [--seed 0] [--feat-dim 128]
+    python tools/misc/make_demo_data.py [--out DIR] [--seed 0] [--feat-dim 128]
 """
 
 from __future__ import annotations
 
 import argparse
 
-from gpo_plugin.apis.demo_data import SPLITS, make_demo_data
+from gpo_plugin.demo.vse_data import SPLITS, make_demo_data
 
 
 def main() -> None:

@@ -1,14 +1,14 @@
 """The grid-feature demo: real photos and real weights -> train GPO and average pooling.
 
 Creates the data (scikit-image's sample photos + a generated Karpathy JSON,
-``gpo_plugin.apis.ensure_grid_demo_data``) if missing, trains ``configs/vse_gpo_demo_grid.py``
+``gpo_plugin.demo.ensure_grid_demo_data``) if missing, trains ``configs/vse_gpo_demo_grid.py``
 (EfficientNet-Lite0 grid features at 224 px + MiniLM, GPO) and the average-pooling
 baseline ``configs/vse_avgpool_demo_grid.py`` on the Runner, and prints both retrieval
 tables on the 23 whole photos and on a small part of each (the training images are crops
 of them; docs/vse.md).
 
 Usage:
-    python tools/run_grid_demo.py [--no-compare] [--work-dir work_dirs/vse_grid_demo]
+    python tools/demos/run_grid_demo.py [--no-compare] [--work-dir work_dirs/vse_grid_demo]
         [--data-dir data/demo/grid] [--epochs 3]
 """
 
@@ -27,10 +27,10 @@ import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner, TestLoop  # noqa: E402
 
-from gpo_plugin.apis import ensure_grid_demo_data  # noqa: E402
+from gpo_plugin.demo import ensure_grid_demo_data  # noqa: E402
 
 torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
-CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
+CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 
 
 def run(config: str, work_dir: str, data_dir: str, epochs: int | None) -> dict[str, dict]:

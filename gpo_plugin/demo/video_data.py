@@ -17,38 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from gpo_plugin.demo.caption_files import read_templates, read_words
 from gpo_plugin.utils.vocab import build_vocab
 
-ACTIONS = (
-    'running',
-    'cooking',
-    'singing',
-    'dancing',
-    'swimming',
-    'driving',
-    'painting',
-    'typing',
-    'skating',
-    'juggling',
-    'climbing',
-    'fishing',
-    'boxing',
-    'rowing',
-    'surfing',
-    'skiing',
-    'knitting',
-    'drumming',
-    'laughing',
-    'reading',
-    'jumping',
-    'cycling',
-    'diving',
-    'sleeping',
-)
-TEMPLATES = {
-    1: ('someone is {0}.', 'a person {0} in a video.', 'a clip of {0}.'),
-    2: ('someone is {0} and then {1}.', 'a video of {0} and {1}.', 'people {0} and {1}.'),
-}
+ACTIONS = read_words('video_actions.txt')
+TEMPLATES = read_templates('video_templates.json')  # by number of actions named
 SPLITS = {'trn': 800, 'val': 100, 'tst': 200}
 CAPTIONS_PER_VIDEO = 4
 FEATURE_DIMS = {'appearance': 48, 'motion': 16}

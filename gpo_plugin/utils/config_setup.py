@@ -1,4 +1,4 @@
-"""Config set-up shared by the tools: one vocabulary variable, checked ``--cfg-options``
+"""Config set-up shared by the tools and the inferencer: one vocabulary variable, checked ``--cfg-options``
 keys and loader defaults that fit the machine (docs/vse.md#set-up).
 
 Pure functions on an mmengine ``Config``; each returns the lines worth logging (the
