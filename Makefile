@@ -10,7 +10,7 @@ export MKL_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo demo-video demo-grid demo-patterns demo-dml demo-pml test lint format bench
+.PHONY: install demo demo-video demo-grid demo-patterns demo-dml demo-pml test lint format bench gpu-check
 
 install: $(STAMP)
 
@@ -22,29 +22,29 @@ $(STAMP): pyproject.toml
 # VSE∞ on bundled synthetic data: generates it if missing, trains GPO and the average-pooling
 # baseline (BiGRU text) and prints the retrieval tables (~2 min on 2 cores).
 demo: $(STAMP)
-	$(PY) tools/run_demo.py
+	$(PY) tools/demos/run_demo.py
 
 # Video–text retrieval: a synthetic set in HGR's layout (variable-length frame sets), GPO vs
 # average pooling, both tables (HGR's protocol) and GPO's theta over frames (a few minutes).
 demo-video: $(STAMP)
-	$(PY) tools/run_video_demo.py
+	$(PY) tools/demos/run_video_demo.py
 
 # Grid features from raw pixels: scikit-image's photos, EfficientNet-Lite0 (ImageNet weights)
 # fine-tuned end to end + MiniLM text, GPO vs average pooling (a few minutes on 2 cores).
 demo-grid: $(STAMP)
-	$(PY) tools/run_grid_demo.py
+	$(PY) tools/demos/run_grid_demo.py
 
 # GPO imitating known pooling strategies (VSE∞ supplement), ~2 min.
 demo-patterns: $(STAMP)
-	$(PY) tools/pooling_patterns.py --out-dir outputs/pooling_patterns
+	$(PY) tools/demos/pooling_patterns.py --out-dir outputs/pooling_patterns
 
 # GSP vs average pooling on scikit-learn's digits, class-disjoint (~4 min).
 demo-dml: $(STAMP)
-	$(PY) tools/dml_digits_demo.py
+	$(PY) tools/demos/dml_digits_demo.py
 
 # The same comparison through pytorch-metric-learning's trainer, tester and hooks (~4 min).
 demo-pml: $(STAMP)
-	$(PY) tools/pml_digits_demo.py
+	$(PY) tools/demos/pml_digits_demo.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
@@ -60,12 +60,16 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format $(LINTED)
 
 # Every benchmark table of docs/benchmarks.md (CPU, one thread; ~50 min on 2 cores; add
-# BENCH_ARGS='--device cuda' on a GPU machine: the two CPU-only scripts then say so and skip).
+# BENCH_ARGS='--device cuda' on a GPU machine).
 bench: $(STAMP)
-	$(PY) benchmarks/benchmark_matmul.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_pooling.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_train_step.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_eval.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_gsp.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_metrics.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_pml_tester.py $(BENCH_ARGS)
+
+# On a machine with a CUDA GPU: the CUDA tests, every benchmark on the GPU at reduced repeats
+# and the memory check, into outputs/gpu_check_report.md (under 8 minutes; docs/benchmarks.md).
+gpu-check: $(STAMP)
+	PY=$(PY) tools/gpu_check.sh outputs/gpu_check_report.md

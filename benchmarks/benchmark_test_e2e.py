@@ -1,7 +1,7 @@
 """Benchmark ``tools/test.py`` end to end against the published VSE∞ evaluation flow.
 
 Builds a BiGRU region model in the published layout (random weights), saves it as the
-published ``model_best.pth``, converts it with ``tools/convert_vse_infty.py`` and writes a
+published ``model_best.pth``, converts it with ``tools/model_converters/convert_vse_infty.py`` and writes a
 COCO-like precomputed test set (``testall_ims.npy`` of (N, 36, 2048) regions, 5 captions an
 image). Then times, interleaved in one process:
 
@@ -9,7 +9,7 @@ image). Then times, interleaved in one process:
   caption) pairs (each image encoded once per caption, captions sorted by length within a
   batch of 128), ``no_grad`` encoding, then ``i2t``/``t2i`` with a per-row argsort on the
   full set and on the 5 folds (``benchmarks/references/retrieval.py``);
-- **ours**: ``tools/test.py CONFIG CKPT`` (:func:`gpo_plugin.apis.cli.test`), building the
+- **ours**: ``tools/test.py CONFIG CKPT`` (:func:`gpo_plugin.cli.test.main`), building the
   Runner, encoding and ranking both protocols.
 
 Both read the same files with the same checkpoint, in the main process (no loader workers);
@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import io
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -33,8 +34,7 @@ import numpy as np
 import torch
 from harness import add_common_args, describe_run, setup, time_interleaved
 
-from gpo_plugin.apis import cli
-from gpo_plugin.apis.vse_infty import convert_vse_infty
+from gpo_plugin.cli import test as test_cli
 
 from references.retrieval import reference_evaluation
 from references.vse_infty import (
@@ -44,7 +44,19 @@ from references.vse_infty import (
     save_published_checkpoint,
 )
 
+# The converter is a tool of the checkout (tools/model_converters), run as users run it.
+CONVERTER = (
+    Path(__file__).resolve().parents[1] / 'tools' / 'model_converters' / 'convert_vse_infty.py'
+)
 REGIONS, FEAT_DIM, EMBED_DIM, WORD_DIM, K = 36, 2048, 1024, 300, 5
+
+
+def convert(src: Path, dst: Path, vocab: Path) -> None:
+    """``tools/model_converters/convert_vse_infty.py SRC DST --vocab VOCAB``."""
+    argv = [sys.executable, str(CONVERTER), str(src), str(dst), '--vocab', str(vocab)]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f'{" ".join(argv)} failed:\n{done.stderr}')
 
 
 def make_data(root: Path, n_images: int, n_words: int = 2000, seed: int = 0) -> list[str]:
@@ -105,7 +117,7 @@ def ours(config: str, ckpt: str, root: Path, fold_size: int) -> dict:
         f'test_evaluator.fold_size={fold_size}',
     ]
     with contextlib.redirect_stdout(io.StringIO()):
-        return cli.test(argv)
+        return test_cli.main(argv)
 
 
 def compare(published: dict, metrics: dict, fold_size: int) -> list[tuple[str, float, float]]:
@@ -150,8 +162,7 @@ def main() -> None:
             str(src), img_enc, txt_enc, data_name='coco_precomp', precomp_enc_type='basic'
         )
         ckpt = tmp / 'converted.pth'
-        with contextlib.redirect_stdout(io.StringIO()):
-            convert_vse_infty(src, ckpt, vocab=vocab)
+        convert(src, ckpt, vocab)
         timings = time_interleaved(
             {
                 'published encode_data + i2t/t2i': lambda: published_evalrank(

@@ -1,7 +1,7 @@
 # GSP on scikit-learn's handwritten digits (1,797 real 8x8 images, upsampled to 32x32):
 # digits 0-4 train, 5-9 test (class-disjoint, like CUB). A small CIFAR-style ResNet gives an
 # 8x8 grid of 64-d features; GSP pools it into a 32-d embedding. Trains in a few minutes on a
-# 2-core CPU: `python tools/dml_digits_demo.py` runs this and the average-pooling baseline.
+# 2-core CPU: `python tools/demos/dml_digits_demo.py` runs this and the average-pooling baseline.
 _base_ = ['./_base_/dml_runtime.py']
 
 embed_dim = 32

@@ -1,6 +1,6 @@
 # VSE∞ on COCO: BUTD region features + BiGRU text, GPO (5K R@1 56.6 / 39.3, rSum 421.9).
 # Build the vocabulary first:
-#   python tools/build_vocab.py data/coco/precomp/train_caps.txt --out data/coco/vocab.json
+#   python tools/misc/build_vocab.py data/coco/precomp/train_caps.txt --out data/coco/vocab.json
 _base_ = [
     './_base_/models/vse_region_bigru.py',
     './_base_/datasets/vse_coco_precomp.py',

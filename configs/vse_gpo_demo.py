@@ -1,6 +1,6 @@
-# VSE∞ demo on the bundled synthetic set (tools/make_demo_data.py): 128-d "region"
+# VSE∞ demo on the bundled synthetic set (tools/misc/make_demo_data.py): 128-d "region"
 # features, BiGRU text, GPO on both branches, a 256-d joint space and a short schedule so
-# it trains in a few minutes on a 2-core CPU. `tools/run_demo.py` creates data and vocab.
+# it trains in a few minutes on a 2-core CPU. `tools/demos/run_demo.py` creates data and vocab.
 _base_ = [
     './_base_/models/vse_region_bigru.py',
     './_base_/datasets/vse_precomp.py',

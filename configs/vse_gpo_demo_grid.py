@@ -1,8 +1,8 @@
 # Grid-feature demo on real pixels with real weights, small enough for a 2-core CPU:
-# scikit-image's sample photos captioned by gpo_plugin.apis.grid_demo_data (Karpathy JSON),
+# scikit-image's sample photos captioned by gpo_plugin.demo.grid_data (Karpathy JSON),
 # EfficientNet-Lite0 with its ImageNet weights (a 7 x 7 x 1280 grid at 224 px) fine-tuned
 # end to end, MiniLM text, GPO on both branches, a 256-d joint space.
-# `tools/run_grid_demo.py` (`make demo-grid`) creates the data and runs it against average
+# `tools/demos/run_grid_demo.py` (`make demo-grid`) creates the data and runs it against average
 # pooling (vse_avgpool_demo_grid.py).
 _base_ = [
     './_base_/models/vse_grid_bert.py',

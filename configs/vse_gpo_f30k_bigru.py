@@ -1,6 +1,6 @@
 # VSE∞ on Flickr30K: BUTD region features + BiGRU text, GPO (1K R@1 76.5 / 56.4, rSum 498.1).
 # Build the vocabulary first:
-#   python tools/build_vocab.py data/f30k/precomp/train_caps.txt --out data/f30k/vocab.json
+#   python tools/misc/build_vocab.py data/f30k/precomp/train_caps.txt --out data/f30k/vocab.json
 _base_ = [
     './_base_/models/vse_region_bigru.py',
     './_base_/datasets/vse_f30k_precomp.py',

@@ -1,7 +1,7 @@
-# VSE∞ video demo on the synthetic set of gpo_plugin.apis.make_video_demo_data (HGR layout:
+# VSE∞ video demo on the synthetic set of gpo_plugin.demo.make_video_demo_data (HGR layout:
 # two HDF5 feature files, 48 + 16 = 64-d frames, 12-48 frames a video, capped at 32):
 # vse_gpo_msrvtt.py scaled down to train in a few minutes on a 2-core CPU.
-# `tools/run_video_demo.py` (make demo-video) creates the data and trains it.
+# `tools/demos/run_video_demo.py` (make demo-video) creates the data and trains it.
 _base_ = ['./vse_gpo_msrvtt.py']
 
 data_root = 'data/demo/video'

@@ -5,9 +5,13 @@ import os
 import sys
 from pathlib import Path
 
-# Tests import the reference formulations (benchmarks/references) and the tools' modules.
+# Tests import the reference formulations (benchmarks/references) and the tools' modules, which
+# are grouped as mmpretrain's (tools/demos, tools/analysis_tools, tools/misc, ...).
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / 'benchmarks'), str(ROOT / 'tools')]
+TOOL_FOLDERS = ['analysis_tools', 'demos', 'misc', 'model_converters']
+sys.path[:0] = [str(ROOT / 'benchmarks'), str(ROOT / 'tools')] + [
+    str(ROOT / 'tools' / folder) for folder in TOOL_FOLDERS
+]
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('MKL_NUM_THREADS', '1')

@@ -145,7 +145,7 @@ def test_runner_trains_tests_and_resumes_digits_gsp(tmp_path):
     cli = subprocess.run(
         [
             sys.executable,
-            'tools/dml_mlrc_test.py',
+            'tools/analysis_tools/dml_mlrc_test.py',
             'configs/dml_gsp_digits.py',
             checkpoint,
             checkpoint,

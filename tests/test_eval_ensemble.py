@@ -1,4 +1,4 @@
-"""tools/eval_ensemble.py: averaging similarity matrices, evaluated as the published
+"""tools/analysis_tools/eval_ensemble.py: averaging similarity matrices, evaluated as the published
 eval_ensemble (its loops written out here), reading published files without unpickling code."""
 
 import json
@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import pytest
-from eval_ensemble import main
 from test_retrieval_ties import published_loop
 
 from gpo_plugin.evaluation.ensemble import (
@@ -14,6 +13,8 @@ from gpo_plugin.evaluation.ensemble import (
     evaluate_similarities,
     load_similarity_file,
 )
+
+from eval_ensemble import main
 
 
 def published_summary(sims):

@@ -11,10 +11,10 @@ from mmengine.structures import BaseDataElement
 from test_dml_datasets import PIPELINE, make_cub, make_sop
 from test_vse_data import SIZES, copy_split, dataset
 
-from gpo_plugin.apis import make_demo_data
-from gpo_plugin.apis.check_dataset import check_image_file
-from gpo_plugin.apis.check_dataset import main as check_dataset
+from gpo_plugin.cli.check_dataset import check_image_file
+from gpo_plugin.cli.check_dataset import main as check_dataset
 from gpo_plugin.datasets import CUBMetricDataset, RandomRegionDrop, SOPMetricDataset
+from gpo_plugin.demo import make_demo_data
 from gpo_plugin.engine.non_finite_loss_hook import (
     NonFiniteLossError,
     NonFiniteLossHook,
@@ -103,12 +103,12 @@ def test_duplicate_image_ids(demo, tmp_path):
 
 def test_per_caption_ids_must_repeat_their_image_id(demo, tmp_path):
     root = copy_split(demo, tmp_path)
-    ids = [f'im{i}' for i in range(12) for _ in range(5)]
+    ids = [f'{100 + i}' for i in range(12) for _ in range(5)]
     (root / 'train_ids.txt').write_text('\n'.join(ids) + '\n')
-    assert dataset(root).metainfo['image_ids'][:2] == ['im0', 'im1']
-    ids[8] = 'im9'  # caption 3 of image 1
+    assert dataset(root).metainfo['image_ids'][:2] == ['100', '101']
+    ids[8] = '109'  # caption 3 of image 1
     (root / 'train_ids.txt').write_text('\n'.join(ids) + '\n')
-    with pytest.raises(ValueError, match=r"train_ids.txt:9: id 'im9' differs from 'im1' on line 6"):
+    with pytest.raises(ValueError, match=r"train_ids.txt:9: id '109' differs from '101' on line 6"):
         dataset(root)
 
 

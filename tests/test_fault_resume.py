@@ -17,7 +17,10 @@ from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from mmengine.runner.checkpoint import _load_checkpoint
 from train_until_killed import KillAtIterHook  # noqa: F401  (registers the hook)
 
-from gpo_plugin.apis import cli, make_demo_data
+from gpo_plugin.cli import runner_config
+from gpo_plugin.cli import test as test_cli
+from gpo_plugin.cli import train as train_cli
+from gpo_plugin.demo import make_demo_data
 from gpo_plugin.engine import atomic_checkpoint_hook
 from gpo_plugin.engine.sample_seed_hook import SampleSeedHook, SeedSample
 from gpo_plugin.utils.checkpoints import (
@@ -84,7 +87,7 @@ def dml_args(epochs=3, workers=0):
 
 def _train_child(argv, kill_at):
     os.environ['KILL_AT_ITER'] = str(kill_at)
-    cli.train(argv)
+    train_cli.main(argv)
 
 
 def run_training(args, work_dir, kill_at=0, resume=False):
@@ -125,7 +128,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(demo, vse_data, tmp_
 
     # The uninterrupted reference runs in this process (the subprocesses cost ~15 s of imports
     # each on a loaded 2-core machine); it must not matter where a run happens.
-    cli.train([*args(0), '--work-dir', str(tmp_path / 'full')])
+    train_cli.main([*args(0), '--work-dir', str(tmp_path / 'full')])
     reference, reference_state = final_metrics(tmp_path / 'full'), final_state(tmp_path / 'full', 3)
     assert reference
     for workers in (0, 2):
@@ -221,14 +224,14 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(vse_data, tmp_path,
     monkeypatch.setattr(atomic_checkpoint_hook.os, 'replace', dies_on_epoch_2)
     args = vse_args(vse_data, epochs=2, extra=['default_hooks.checkpoint.max_keep_ckpts=1'])
     with pytest.raises(KeyboardInterrupt):
-        cli.train([*args, '--work-dir', str(work)])
+        train_cli.main([*args, '--work-dir', str(work)])
     assert (work / 'last_checkpoint').read_text() == str(work / 'epoch_1.pth')
     assert safe_torch_load(work / 'epoch_1.pth')['meta']['epoch'] == 1
     assert not (work / 'epoch_2.pth').exists()
     assert not list(work.glob('.*.tmp'))
     monkeypatch.setattr(atomic_checkpoint_hook.os, 'replace', replace)
     assert resolve_resume(work) == str(work / 'epoch_1.pth')
-    cli.train([*args, '--work-dir', str(work), '--resume'])
+    train_cli.main([*args, '--work-dir', str(work), '--resume'])
     assert sorted(p.name for p in work.glob('epoch_*.pth')) == ['epoch_2.pth']  # epoch 1 gone
     assert len(list(work.glob('best_*.pth'))) == 1
     assert (work / 'last_checkpoint').read_text() == str(work / 'epoch_2.pth')
@@ -246,7 +249,7 @@ def test_interrupted_best_checkpoint_write_keeps_the_previous_best(vse_data, tmp
 
     monkeypatch.setattr(atomic_checkpoint_hook.os, 'replace', dies_on_new_best)
     with pytest.raises(KeyboardInterrupt):
-        cli.train([*vse_args(vse_data, epochs=2), '--work-dir', str(work)])
+        train_cli.main([*vse_args(vse_data, epochs=2), '--work-dir', str(work)])
     assert [p.name for p in work.glob('best_*.pth')] == ['best_retrieval_rsum_epoch_1.pth']
     assert safe_torch_load(work / 'best_retrieval_rsum_epoch_1.pth')['meta']['epoch'] == 1
 
@@ -299,9 +302,11 @@ def test_resume_without_any_good_checkpoint_names_the_files(tmp_path):
         resolve_resume(tmp_path)
     empty = tmp_path / 'given.pth'
     empty.write_bytes(b'')
-    args = cli.train_parser().parse_args([str(CONFIGS / 'vse_gpo_demo.py'), '--resume', str(empty)])
+    args = train_cli.train_parser().parse_args(
+        [str(CONFIGS / 'vse_gpo_demo.py'), '--resume', str(empty)]
+    )
     with pytest.raises(CheckpointError, match=r'given.pth is empty \(0 bytes\)'):
-        cli.apply_train_args(cli.load_config(args), args)
+        train_cli.apply_train_args(runner_config.load_config(args), args)
 
 
 def test_truncated_checkpoint_is_not_a_bare_eof_error(tmp_path):
@@ -337,8 +342,8 @@ def test_malicious_checkpoint_never_runs_code(tmp_path, monkeypatch):
         _load_checkpoint(str(evil))  # what Runner.resume and load_from call
     assert not marker.exists()
     for entry, argv in (
-        (cli.train, [str(CONFIGS / 'vse_gpo_demo.py'), '--resume', str(evil)]),
-        (cli.test, [str(CONFIGS / 'vse_gpo_demo.py'), str(evil)]),
+        (train_cli.main, [str(CONFIGS / 'vse_gpo_demo.py'), '--resume', str(evil)]),
+        (test_cli.main, [str(CONFIGS / 'vse_gpo_demo.py'), str(evil)]),
     ):
         with pytest.raises(SystemExit, match=UNSAFE_ENV):
             entry(argv)
@@ -356,9 +361,9 @@ def test_test_refuses_a_checkpoint_of_another_model(vse_data, tmp_path):
     args = vse_args(vse_data, extra=['val_dataloader.num_workers=0'])
     argv = [args[0], str(other), *args[1:], '--work-dir', str(tmp_path / 'w')]
     with pytest.raises(CheckpointError) as error:
-        cli.test(argv)
+        test_cli.main(argv)
     message = str(error.value)
     assert 'missing keys' in message and 'img_enc.' in message
     assert 'unexpected keys' in message and 'neck.gru.' in message and '--non-strict' in message
-    metrics = cli.test([*argv, '--non-strict'])  # asked for: runs with a random model
+    metrics = test_cli.main([*argv, '--non-strict'])  # asked for: runs with a random model
     assert 'retrieval/rsum' in metrics

@@ -18,8 +18,10 @@ LAYERS = {
     'evaluation': 2,
     'visualization': 3,
     'engine': 4,
+    'demo': 5,
     'apis': 5,
     'pml': 5,
+    'cli': 6,
 }
 
 

@@ -11,14 +11,17 @@ from test_cxc import make_cxc, published_cxc
 from test_retrieval_ties import published_loop
 from test_vse_runner import CONFIGS, SIZES, options, tiny_data  # noqa: F401
 
-from gpo_plugin.apis import cli
+from gpo_plugin.cli import test as test_cli
+from gpo_plugin.cli import train as train_cli
 
 
 @pytest.fixture(scope='module')
 def checkpoint(tiny_data, tmp_path_factory):  # noqa: F811
     root, vocab = tiny_data
     work = tmp_path_factory.mktemp('work')
-    cli.train([str(CONFIGS / 'vse_gpo_demo.py'), '--work-dir', str(work), *options(root, vocab, 1)])
+    train_cli.main(
+        [str(CONFIGS / 'vse_gpo_demo.py'), '--work-dir', str(work), *options(root, vocab, 1)]
+    )
     return work / 'epoch_1.pth'
 
 
@@ -27,7 +30,7 @@ def run_test(tiny_data, checkpoint, tmp_path, *extra, fold_size=10):  # noqa: F8
     opts = options(root, vocab, 1)
     opts = [o.replace('fold_size=10', f'fold_size={fold_size}') for o in opts]
     argv = [str(CONFIGS / 'vse_gpo_demo.py'), str(checkpoint), '--work-dir', str(tmp_path)]
-    return cli.test([*argv, *extra, *opts])
+    return test_cli.main([*argv, *extra, *opts])
 
 
 def test_outputs(tiny_data, checkpoint, tmp_path, capsys):  # noqa: F811

@@ -12,7 +12,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from gpo_plugin.apis import cli, make_demo_data
+from gpo_plugin.cli import runner_config
+from gpo_plugin.cli import train as train_cli
+from gpo_plugin.demo import make_demo_data
 from gpo_plugin.engine import CPUBf16AmpOptimWrapper
 from gpo_plugin.models.necks import rank_weights
 from gpo_plugin.utils.vocab import build_vocab_file
@@ -50,7 +52,7 @@ def options(root, vocab):
 def test_amp_on_cpu_trains_in_bfloat16_with_finite_losses(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)  # the CPU path, also on GPUs
     root, vocab = tiny_data
-    runner = cli.train([CONFIG, '--amp', '--work-dir', str(tmp_path), *options(root, vocab)])
+    runner = train_cli.main([CONFIG, '--amp', '--work-dir', str(tmp_path), *options(root, vocab)])
     assert isinstance(runner.optim_wrapper, CPUBf16AmpOptimWrapper)
     losses = runner.message_hub.get_scalar('train/loss').data[0]
     assert len(losses) == 7 and all(math.isfinite(x) for x in losses)  # 200 captions / 32
@@ -75,17 +77,17 @@ def test_amp_dtype_float16_on_cpu_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper')))
     with pytest.raises(SystemExit, match='CPU autocast supports bfloat16 only'):
-        cli.set_amp(cfg, 'float16')
-    cli.set_amp(cfg, None)
+        train_cli.set_amp(cfg, 'float16')
+    train_cli.set_amp(cfg, None)
     assert cfg.optim_wrapper.type == 'gpo_plugin.CPUBf16AmpOptimWrapper'
 
 
 def test_launcher_pytorch_without_torchrun_says_how(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     monkeypatch.delenv('WORLD_SIZE', raising=False)
-    args = cli.train_parser().parse_args([CONFIG, '--launcher', 'pytorch'])
+    args = train_cli.train_parser().parse_args([CONFIG, '--launcher', 'pytorch'])
     with pytest.raises(SystemExit, match='torchrun'):
-        cli.load_config(args)
+        runner_config.load_config(args)
 
 
 @pytest.mark.slow

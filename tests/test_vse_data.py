@@ -8,7 +8,6 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
-from gpo_plugin.apis import make_demo_data
 from gpo_plugin.datasets import (
     PackVSEInputs,
     PrecompCaptionDataset,
@@ -19,6 +18,7 @@ from gpo_plugin.datasets import (
     build_caption_tokenizer,
     vse_collate,
 )
+from gpo_plugin.demo import make_demo_data
 from gpo_plugin.utils.vocab import SPECIALS, build_vocab, save_vocab, split_words
 
 SIZES = {'train': 12, 'dev': 4, 'test': 4, 'testall': 10}

@@ -7,17 +7,17 @@ from fractions import Fraction
 import pytest
 import torch
 import torch.nn.functional as F
-from convert_vse_infty import main as convert_main
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
-from gpo_plugin.apis.vse_infty import map_keys, resnet_config
 from gpo_plugin.datasets.text_tokenizers import HFTokenizer, VocabTokenizer
 from gpo_plugin.registry import MODELS
 from gpo_plugin.utils.checkpoints import UnsafeCheckpointError
 from gpo_plugin.utils.pretrained import resolve_pretrained
 from gpo_plugin.utils.vocab import split_words
 
+from convert_vse_infty import main as convert_main
+from convert_vse_infty import map_keys, resnet_config
 from references.vse_infty import (
     PublishedBertTextEncoder,
     PublishedBiGRUTextEncoder,
@@ -230,7 +230,8 @@ def test_test_tool_evaluates_a_converted_checkpoint(tmp_path, capsys):
     own embeddings, evaluated by the reference (argsort) protocol."""
     import numpy as np
 
-    from gpo_plugin.apis import cli, make_demo_data
+    from gpo_plugin.cli import test as test_cli
+    from gpo_plugin.demo import make_demo_data
     from gpo_plugin.utils.vocab import build_vocab
 
     from references.retrieval import reference_evaluation
@@ -255,7 +256,7 @@ def test_test_tool_evaluates_a_converted_checkpoint(tmp_path, capsys):
         'test_dataloader.num_workers=0',
         'test_dataloader.persistent_workers=False',
     ]
-    metrics = cli.test(
+    metrics = test_cli.main(
         [f'{dst}.py', str(dst), '--data-root', str(root), '--work-dir', str(tmp_path / 'w'),
          '--cfg-options', *options]
     )  # fmt: skip

@@ -137,8 +137,8 @@ def test_side_ratio_crop_and_train_pipeline(image_root):
 
 
 def test_grid_demo_data_reads_back_with_the_real_reader(tmp_path):
-    from gpo_plugin.apis import ensure_grid_demo_data
-    from gpo_plugin.apis.grid_demo_data import PHOTOS
+    from gpo_plugin.demo import ensure_grid_demo_data
+    from gpo_plugin.demo.grid_data import PHOTOS
 
     ann = ensure_grid_demo_data(tmp_path / 'grid')
     train = RawImageCaptionDataset(str(ann.parent), 'train', ann_file=ann.name)

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpo_plugin.apis import cli, make_demo_data
+from gpo_plugin.cli import test as test_cli
+from gpo_plugin.cli import train as train_cli
+from gpo_plugin.demo import make_demo_data
 from gpo_plugin.utils.vocab import build_vocab_file
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
@@ -45,7 +47,7 @@ def test_train_val_checkpoint_resume_test(tiny_data, tmp_path, capsys):
     root, vocab = tiny_data
     work = tmp_path / 'work'
     config = str(CONFIGS / 'vse_gpo_demo.py')
-    cli.train([config, '--work-dir', str(work), *options(root, vocab, 2)])
+    train_cli.main([config, '--work-dir', str(work), *options(root, vocab, 2)])
     assert (work / 'epoch_2.pth').is_file()
     assert list(work.glob('best_retrieval_rsum_epoch_*.pth'))
     assert (work / 'pooling_weights' / 'epoch_2_img_enc_gpool.png').is_file()
@@ -54,7 +56,7 @@ def test_train_val_checkpoint_resume_test(tiny_data, tmp_path, capsys):
     assert ckpt2['meta']['epoch'] == 2 and 'optimizer' in ckpt2
 
     # Resume from the last checkpoint and train one more epoch.
-    cli.train([config, '--work-dir', str(work), '--resume', *options(root, vocab, 3)])
+    train_cli.main([config, '--work-dir', str(work), '--resume', *options(root, vocab, 3)])
     ckpt3 = torch.load(work / 'epoch_3.pth', weights_only=True)
     assert ckpt3['meta']['epoch'] == 3 and ckpt3['meta']['iter'] == 3 * ckpt2['meta']['iter'] // 2
     changed = [
@@ -66,7 +68,7 @@ def test_train_val_checkpoint_resume_test(tiny_data, tmp_path, capsys):
 
     out = tmp_path / 'results.json'
     capsys.readouterr()  # what training printed
-    metrics = cli.test(
+    metrics = test_cli.main(
         [
             config,
             str(work / 'epoch_3.pth'),
@@ -96,7 +98,7 @@ def test_train_val_checkpoint_resume_test(tiny_data, tmp_path, capsys):
 
 def test_test_tool_reports_missing_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.pth'):
-        cli.test([str(CONFIGS / 'vse_gpo_demo.py'), str(tmp_path / 'nope.pth')])
+        test_cli.main([str(CONFIGS / 'vse_gpo_demo.py'), str(tmp_path / 'nope.pth')])
 
 
 @pytest.mark.parametrize(

@@ -330,7 +330,7 @@ def test_video_configs_build(config, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize('config', ['configs/vse_gpo_msrvtt.py', 'configs/vse_gpo_vatex.py'])
 def test_train_and_test_from_the_command_line(config, tmp_path):
-    from gpo_plugin.apis import make_video_demo_data
+    from gpo_plugin.demo import make_video_demo_data
 
     data = make_video_demo_data(tmp_path / 'data', sizes={'trn': 24, 'val': 6, 'tst': 6})
     vocab = str(data / 'annotation/RET/word2int.json')

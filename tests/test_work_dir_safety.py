@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from gpo_plugin.apis import cli
+from gpo_plugin.cli import train as train_cli
 from gpo_plugin.engine import atomic_checkpoint_hook as ach
 from gpo_plugin.utils.work_dir_lock import LOCK_NAME, WorkDirLock, WorkDirLockedError, live_holder
 
@@ -70,7 +70,7 @@ def test_second_training_in_a_work_dir_is_refused(tmp_path, holder):
     first = holder(work_dir)
     config = str(ROOT / 'configs' / 'dml_gsp_digits.py')
     with pytest.raises(WorkDirLockedError, match=rf'pid {first.pid} on .* holds .*{LOCK_NAME}'):
-        cli.train([config, '--work-dir', str(work_dir)])
+        train_cli.main([config, '--work-dir', str(work_dir)])
     sys.path.insert(0, str(ROOT / 'tools'))
     try:
         import train_pml

@@ -18,12 +18,12 @@ from gpo_plugin.apis import (
     EmbeddingIndex,
     VSEInferencer,
     chunked_topk,
-    make_demo_data,
     select_topk,
 )
-from gpo_plugin.apis.config_setup import set_vocab_file
 from gpo_plugin.apis.retrieval_index import faiss_available
+from gpo_plugin.demo import make_demo_data
 from gpo_plugin.registry import MODELS
+from gpo_plugin.utils.config_setup import set_vocab_file
 from gpo_plugin.utils.vocab import build_vocab_file
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,9 +13,11 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from gpo_plugin.apis import cli, make_demo_data
-from gpo_plugin.apis.config_setup import ConfigOptionError, fit_loaders
+from gpo_plugin.cli import runner_config
+from gpo_plugin.cli import train as train_cli
+from gpo_plugin.demo import make_demo_data
 from gpo_plugin.engine import EmbeddingProgressHook, EpochFractionLoggerHook
+from gpo_plugin.utils.config_setup import ConfigOptionError, fit_loaders
 from gpo_plugin.utils.vocab import VocabularyError, build_vocab_file, read_vocab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +54,7 @@ def vocab_values(cfg) -> list[str]:
 
 
 def load(argv):
-    return cli.load_config(cli.train_parser().parse_args(argv))
+    return runner_config.load_config(train_cli.train_parser().parse_args(argv))
 
 
 def test_vocab_flag_sets_every_vocab_file():
@@ -224,5 +226,5 @@ def test_global_batch_line_says_what_the_loss_sees(world, gathers, tail):
         world_size=world,
         model=SimpleNamespace(head=SimpleNamespace(global_batch=gathers)),
     )
-    line = cli.global_batch_line(runner)
+    line = train_cli.global_batch_line(runner)
     assert line == f'global batch: {world} process(es) x batch_size 64 {tail}'

@@ -12,7 +12,7 @@ import sys
 
 from mmengine.hooks import Hook
 
-from gpo_plugin.apis import cli
+from gpo_plugin.cli import train as train_cli
 from gpo_plugin.registry import HOOKS
 
 
@@ -28,4 +28,4 @@ class KillAtIterHook(Hook):
 
 
 if __name__ == '__main__':
-    cli.train(sys.argv[1:])
+    train_cli.main(sys.argv[1:])

@@ -10,7 +10,7 @@ every fold, the fold mean and std, the tie rule and the protocols run); --out ad
 provenance (config, checkpoint sha256, data, protocol, versions, date). docs/vse.md#evaluation-outputs
 """
 
-from gpo_plugin.apis.cli import test as main
+from gpo_plugin.cli.test import main
 
 if __name__ == '__main__':
     main()

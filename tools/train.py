@@ -10,7 +10,7 @@ Multi-process (GPUs, or CPU processes with gloo when no GPU is visible):
 --amp: float16 (or --amp-dtype bfloat16) with loss scaling on a GPU, bfloat16 autocast on the CPU.
 """
 
-from gpo_plugin.apis.cli import train as main
+from gpo_plugin.cli.train import main
 
 if __name__ == '__main__':
     main()

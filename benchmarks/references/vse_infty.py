@@ -2,7 +2,7 @@
 independently of gpo_plugin's modules: same parameter names, same forward passes.
 
 Tests build these with known weights, save them in the published checkpoint layout, convert the
-checkpoint with ``tools/convert_vse_infty.py`` and compare the converted model's embeddings with
+checkpoint with ``tools/model_converters/convert_vse_infty.py`` and compare the converted model's embeddings with
 the ones computed here.
 """
 

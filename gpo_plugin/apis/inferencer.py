@@ -16,11 +16,11 @@ from mmengine.runner.checkpoint import load_state_dict
 from mmengine.utils import ProgressBar
 from torch import Tensor
 
-from gpo_plugin.apis.config_setup import set_vocab_file
 from gpo_plugin.apis.retrieval_index import EmbeddingIndex, chunked_topk
 from gpo_plugin.datasets.vse_collate import vse_collate
 from gpo_plugin.registry import MODELS
 from gpo_plugin.utils.checkpoints import safe_torch_load
+from gpo_plugin.utils.config_setup import set_vocab_file
 
 # Transforms of a test pipeline that act on captions only (left out for images), and the
 # ones a caption goes through (the test pipeline's, in its order).

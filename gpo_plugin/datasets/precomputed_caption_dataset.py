@@ -9,6 +9,10 @@ from mmengine.dataset import BaseDataset
 
 from gpo_plugin.registry import DATASETS
 
+from .caption_layout import DEFAULT_MAX_WORDS, cap_caption_words, read_caption_layout
+from .text_tokenizers import VocabTokenizer, warn_unknown_only
+from .vse_transforms import TokenizeCaption
+
 
 @DATASETS.register_module()
 class PrecompCaptionDataset(BaseDataset):
@@ -17,7 +21,15 @@ class PrecompCaptionDataset(BaseDataset):
     Files under ``data_root`` (the layout of every VSE repository since SCAN):
     ``{split}_ims.npy`` (N, R, D) float features, memory-mapped; ``{split}_caps.txt``, one
     caption a line, k consecutive lines per image (k = #captions / N, 5 for COCO/F30K);
-    ``{split}_ids.txt`` (optional), one id a line for each image or each caption.
+    ``{split}_ids.txt`` (optional), one integer id a line for each image or each caption.
+    The caption and id files are read and checked by
+    :func:`~gpo_plugin.datasets.caption_layout.read_caption_layout`.
+
+    Captions longer than ``max_words`` words are cut to their first ``max_words`` (with one
+    warning for the split): one runaway caption would otherwise make its whole batch's text
+    encoder run as long as it. When the pipeline tokenises with a word vocabulary, captions
+    made only of unknown words (every token ``<unk>``: usually a vocabulary built from other
+    captions) are kept but named in a warning.
 
     A sample (before the pipeline) holds ``img`` (R, D) float32 (the image's region set),
     ``caption`` (the string; the pipeline's :class:`TokenizeCaption` tokenises it),
@@ -33,7 +45,9 @@ class PrecompCaptionDataset(BaseDataset):
             1000 for the COCO ``dev`` validation of the reference code. ``None``: all.
         check_finite: scan the features once, when the file is opened (in chunks of the
             memory map), and refuse NaN/inf naming the image. Defaults to True.
-        pipeline: transforms applied to each sample.
+        max_words: longest caption kept, in words (``split_words``: words and punctuation
+            marks); longer ones are truncated. Defaults to 100. ``None``: no limit.
+        pipeline: transforms applied to each sample, ``TokenizeCaption`` first.
         test_mode: mmengine flag (no effect on the data).
     """
 
@@ -45,6 +59,7 @@ class PrecompCaptionDataset(BaseDataset):
         captions_per_image: int | None = None,
         max_images: int | None = None,
         check_finite: bool = True,
+        max_words: int | None = DEFAULT_MAX_WORDS,
         pipeline: list | None = None,
         test_mode: bool = False,
         **kwargs,
@@ -54,6 +69,7 @@ class PrecompCaptionDataset(BaseDataset):
         self.expected_k = captions_per_image
         self.max_images = max_images
         self.check_finite = check_finite
+        self.max_words = max_words
         self._ims: np.ndarray | None = None
         super().__init__(
             data_root=data_root,
@@ -92,16 +108,36 @@ class PrecompCaptionDataset(BaseDataset):
                     f"'{self.split}'. Set `data_root` to the folder with {{split}}_ims.npy, "
                     '{split}_caps.txt, {split}_ids.txt (e.g. via --cfg-options).'
                 )
-        try:
-            ims = np.load(ims_path, mmap_mode='r')
-        except ValueError as err:
-            raise ValueError(
-                f'PrecompCaptionDataset: {ims_path} is not a readable .npy array ({err}).'
-            ) from None
+        ims = load_features(ims_path)
+        self._check_features(ims, ims_path)
+        layout = read_caption_layout(
+            caps_path, self._file('ids.txt'), ims.shape[0], self.expected_k, 'PrecompCaptionDataset'
+        )
+        captions = cap_caption_words(layout.captions, self.max_words, caps_path)
+        tokenizer = self._pipeline_tokenizer()
+        if isinstance(tokenizer, VocabTokenizer):
+            warn_unknown_only(captions, tokenizer, caps_path)
+        k, num_images = layout.captions_per_image, layout.num_images
+        if self.max_images is not None:
+            num_images = min(num_images, self.max_images)
+        if self.check_finite:
+            check_finite_features(ims, ims_path, num_images)
+        self._metainfo.update(
+            captions_per_image=k, num_images=num_images, image_ids=layout.image_ids
+        )
+        return [dict(img_idx=c // k, cap_idx=c, caption=captions[c]) for c in range(num_images * k)]
+
+    def _check_features(self, ims: np.ndarray, ims_path: Path) -> None:
         if ims.ndim != 3:
             raise ValueError(
                 f'PrecompCaptionDataset: {ims_path} must hold an (N, R, D) array '
                 f'(images, regions, feature dim), got shape {ims.shape}.'
+            )
+        if 0 in ims.shape:
+            raise ValueError(
+                f'PrecompCaptionDataset: {ims_path} holds no features (shape {ims.shape}); '
+                'it needs at least one image with at least one region of at least one channel. '
+                'Re-extract the features of this split.'
             )
         if ims.dtype not in FEATURE_DTYPES:
             raise TypeError(
@@ -115,57 +151,11 @@ class PrecompCaptionDataset(BaseDataset):
                 f'config expects feat_dim={self.feat_dim}; set `feat_dim` of the dataset and '
                 '`in_channels` of the image encoder to the features you have.'
             )
-        captions = read_captions(caps_path)
-        num_images, num_caps = ims.shape[0], len(captions)
-        if num_images == 0 or num_caps == 0 or num_caps % num_images:
-            raise ValueError(
-                f'PrecompCaptionDataset: {caps_path} has {num_caps} captions for {num_images} '
-                f'images in {ims_path}; expected a positive multiple of {num_images} (k '
-                'consecutive captions per image).'
-            )
-        k = num_caps // num_images
-        if self.expected_k is not None and k != self.expected_k:
-            raise ValueError(
-                f'PrecompCaptionDataset: {caps_path} has {k} captions per image, '
-                f'the config expects captions_per_image={self.expected_k}.'
-            )
-        ids = self._read_ids(num_images, k)
-        if self.max_images is not None:
-            num_images = min(num_images, self.max_images)
-        if self.check_finite:
-            check_finite_features(ims, ims_path, num_images)
-        self._metainfo.update(captions_per_image=k, num_images=num_images, image_ids=ids)
-        return [dict(img_idx=c // k, cap_idx=c, caption=captions[c]) for c in range(num_images * k)]
 
-    def _read_ids(self, num_images: int, k: int) -> list[str]:
-        path = self._file('ids.txt')
-        if not path.is_file():
-            return [str(i) for i in range(num_images)]
-        numbered = [(n, line) for n, line in enumerate(read_lines(path), 1) if line]
-        if len(numbered) == num_images * k and k > 1:
-            for n, image_id in numbered:
-                first_n, first = numbered[(n - 1) // k * k]
-                if image_id != first:
-                    raise ValueError(
-                        f'PrecompCaptionDataset: {path}:{n}: id {image_id!r} differs from '
-                        f'{first!r} on line {first_n}; per-caption ids must repeat the id of '
-                        f'their image on all k = {k} consecutive lines.'
-                    )
-            numbered = numbered[::k]
-        if len(numbered) != num_images:
-            raise ValueError(
-                f'PrecompCaptionDataset: {path} has {len(numbered)} ids; expected one '
-                f'per image ({num_images}) or per caption ({num_images * k}).'
-            )
-        seen: dict[str, int] = {}
-        for n, image_id in numbered:
-            if image_id in seen:
-                raise ValueError(
-                    f'PrecompCaptionDataset: {path}:{n}: image id {image_id!r} already given '
-                    f'on line {seen[image_id]}; every image needs its own id.'
-                )
-            seen[image_id] = n
-        return [image_id for _, image_id in numbered]
+    def _pipeline_tokenizer(self):
+        """The tokenizer of the pipeline's ``TokenizeCaption`` (None without one)."""
+        steps = getattr(self.pipeline, 'transforms', [])
+        return next((t.tokenizer for t in steps if isinstance(t, TokenizeCaption)), None)
 
     # -- samples -------------------------------------------------------------------------
     def get_data_info(self, idx: int) -> dict:
@@ -179,34 +169,20 @@ FEATURE_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float6
 _CHUNK = 1 << 24
 
 
-def read_lines(path: Path) -> list[str]:
-    """Stripped lines of a UTF-8 text file; a byte that is not UTF-8 names file and line."""
-    lines = []
-    with open(path, 'rb') as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                lines.append(raw.decode('utf-8').strip())
-            except UnicodeDecodeError as error:
-                raise ValueError(
-                    f'{path}:{n}: not UTF-8 ({error.reason} at byte {error.start} of the line: '
-                    f'{raw[max(0, error.start - 10) : error.start + 10]!r}); re-encode the file '
-                    'as UTF-8, e.g. `iconv -f latin1 -t utf-8`.'
-                ) from None
-    return lines
-
-
-def read_captions(path: Path) -> list[str]:
-    """Captions of a ``{split}_caps.txt``, one a line; empty captions name file and line."""
-    captions = read_lines(path)
-    while captions and not captions[-1]:  # a trailing blank line is not a caption
-        captions.pop()
-    for n, caption in enumerate(captions, 1):
-        if not caption:
-            raise ValueError(
-                f'PrecompCaptionDataset: {path}:{n}: empty (or whitespace-only) caption; every '
-                'line must hold a caption, k consecutive lines per image.'
-            )
-    return captions
+def load_features(path: Path) -> np.ndarray:
+    """Memory-map a ``{split}_ims.npy``; an empty, truncated or foreign file names itself."""
+    if path.stat().st_size == 0:
+        raise ValueError(
+            f'PrecompCaptionDataset: {path} is empty (0 bytes), e.g. from an interrupted copy '
+            'or extraction; copy or extract the features again.'
+        )
+    try:
+        return np.load(path, mmap_mode='r')
+    except (ValueError, EOFError, OSError) as err:
+        raise ValueError(
+            f'PrecompCaptionDataset: {path} is not a readable .npy array ({type(err).__name__}: '
+            f'{err}); it may be truncated or another format. Write it with numpy.save.'
+        ) from None
 
 
 def check_finite_features(ims: np.ndarray, path: Path, num_images: int) -> None:

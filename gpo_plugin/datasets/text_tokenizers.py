@@ -5,7 +5,7 @@ so word-level augmentation can drop or mask all pieces of a word together. They 
 registered in ``gpo_plugin.registry.TOKENIZERS``:
 
 - :class:`VocabTokenizer`: a word vocabulary built from the training captions by
-  ``tools/build_vocab.py`` (JSON), for the BiGRU encoder.
+  ``tools/misc/build_vocab.py`` (JSON), for the BiGRU encoder.
 - :class:`HFTokenizer`: any ``transformers`` tokenizer from a local path or cached
   name (offline), for BERT-family encoders.
 """
@@ -29,7 +29,7 @@ class VocabTokenizer:
     ``<start> w1 .. wn <end>``, unknown words map to ``<unk>``.
 
     Args:
-        vocab_file: JSON written by ``tools/build_vocab.py``.
+        vocab_file: JSON written by ``tools/misc/build_vocab.py``.
     """
 
     def __init__(self, vocab_file: str | os.PathLike) -> None:
@@ -127,8 +127,8 @@ def warn_unknown_only(captions: list[str], tokenizer: VocabTokenizer, path: Path
         warnings.warn(
             f'PrecompCaptionDataset: {path}: {len(unknown)} caption(s) have no word in the '
             f'vocabulary and become <unk> tokens only (caption indices {shown}; line = index '
-            '+ 1). Build the vocabulary from these captions (tools/build_vocab.py) if that is '
-            'not intended.',
+            '+ 1). Build the vocabulary from these captions (tools/misc/build_vocab.py) if that '
+            'is not intended.',
             stacklevel=2,
         )
     return unknown

@@ -20,7 +20,7 @@ _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 
 
 class VocabularyError(ValueError):
-    """A vocabulary file that is not the JSON ``tools/build_vocab.py`` writes."""
+    """A vocabulary file that is not the JSON ``tools/misc/build_vocab.py`` writes."""
 
 
 def split_words(caption: str) -> list[str]:
@@ -46,7 +46,7 @@ def read_vocab(path: str | os.PathLike) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(
             f'vocabulary file {path} not found. Build it from the training captions with '
-            f'`python tools/build_vocab.py <train_caps.txt> --out {path}`.'
+            f'`python tools/misc/build_vocab.py <train_caps.txt> --out {path}`.'
         )
     try:
         with open(path, encoding='utf-8') as f:
@@ -54,19 +54,19 @@ def read_vocab(path: str | os.PathLike) -> list[str]:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise VocabularyError(
             f'vocabulary file {path} is not JSON ({err}); give the file written by '
-            f'`python tools/build_vocab.py <train_caps.txt> --out {path}`.'
+            f'`python tools/misc/build_vocab.py <train_caps.txt> --out {path}`.'
         ) from None
     if not isinstance(data, dict):
         raise VocabularyError(
             f'vocabulary file {path} holds a JSON {type(data).__name__}, not an object '
-            '{"words": [...]} or a word2int map; rebuild it with tools/build_vocab.py (a bare '
+            '{"words": [...]} or a word2int map; rebuild it with tools/misc/build_vocab.py (a bare '
             'word list: wrap it as {"words": [...]}).'
         )
     words = words_from_word2int(data) if is_word2int(data) else data.get('words')
     if not isinstance(words, list) or tuple(words[: len(SPECIALS)]) != SPECIALS:
         raise VocabularyError(
             f'{path} must hold {{"words": [...]}} starting with the specials '
-            f'{list(SPECIALS)}; rebuild it with tools/build_vocab.py.'
+            f'{list(SPECIALS)}; rebuild it with tools/misc/build_vocab.py.'
         )
     return words
 

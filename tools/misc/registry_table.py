@@ -61,6 +61,8 @@ def holdings(registry: Registry) -> str:
     groups: dict[str, list[str]] = {}
     for name, obj in registry.module_dict.items():
         module = inspect.getmodule(obj).__name__.split('.')
+        if module[0] != 'gpo_plugin':
+            continue  # registered by a test or a user script, not by the package
         group = module[2] if len(module) > 3 and module[1] == 'models' else module[1]
         groups.setdefault(group, []).append(f'`{name}`')
     if len(groups) == 1:

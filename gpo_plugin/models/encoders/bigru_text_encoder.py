@@ -25,7 +25,7 @@ class BiGRUTextEncoder(BaseModule):
 
     Args:
         vocab_size: number of words; or give ``vocab_file`` to read it from the JSON
-            written by ``tools/build_vocab.py``.
+            written by ``tools/misc/build_vocab.py``.
         vocab_file: vocabulary JSON (used when ``vocab_size`` is None).
         word_dim: word embedding size. Defaults to 300.
         embed_dim: GRU hidden size = joint embedding size. Defaults to 1024.
