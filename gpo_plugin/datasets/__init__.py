@@ -1,5 +1,6 @@
 """Datasets, samplers, transforms and collation for VSE∞ and metric learning."""
 
+from .caption_layout import CaptionLayoutError, read_caption_layout  # noqa: F401
 from .cars196_metric_dataset import Cars196MetricDataset  # noqa: F401
 from .cub_metric_dataset import CUBMetricDataset  # noqa: F401
 from .digits_metric_dataset import DigitsMetricDataset  # noqa: F401

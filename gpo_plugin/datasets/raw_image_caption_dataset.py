@@ -26,13 +26,16 @@ KARPATHY_SPLITS = {
 class RawImageCaptionDataset(BaseDataset):
     """One sample per caption, with the path of its image (read by the pipeline).
 
-    Two layouts, both giving the same data list (``img_path``, ``img_idx``, ``cap_idx``,
-    ``caption``):
+    A pure reader: two layouts, both giving the same data list (``img_path``, ``img_idx``,
+    ``cap_idx``, ``caption``); the pipeline tokenises (``TokenizeCaption``) and loads the
+    image (``LoadVSEImage``, into ``img``):
 
     - **published** (VSE∞'s raw-image release): under ``data_root``,
       ``{split}_caps.txt`` (one caption a line, k consecutive lines per image),
-      ``{split}_ids.txt`` (an image id per image or per caption) and ``id_mapping.json``
-      (``{"id": "relative/path.jpg"}``); image files under ``img_dir``.
+      ``{split}_ids.txt`` (an image id per image or per caption; both read and checked by
+      :func:`~gpo_plugin.datasets.caption_layout.read_caption_layout`, as for the
+      precomputed features) and ``id_mapping.json`` (``{"id": "relative/path.jpg"}``);
+      image files under ``img_dir``.
     - **Karpathy**: ``ann_file`` = ``dataset_coco.json`` / ``dataset_flickr30k.json``
       (``images[]`` with ``filepath`` (COCO only), ``filename``, ``split`` and
       ``sentences[].raw``); image ``img_dir/filepath/filename``. ``split`` maps as
