@@ -30,13 +30,13 @@ def tiny_encoder(**kwargs) -> BackboneGridEncoder:
 def test_grid_drop_params_statistics():
     np.random.seed(0)
     draws = [GridDropParams().transform({}) for _ in range(4000)]
-    rates = np.array([d['grid_drop_rate'] for d in draws])
+    rates = np.array([d['img_drop_rate'] for d in draws])
     # 20 % of images keep everything; the others draw 0.2 * U(0, 1): mean 0.1, max < 0.2.
     assert abs((rates == 0).mean() - 0.2) < 0.02
     dropping = rates[rates > 0]
     assert abs(dropping.mean() - 0.1) < 0.005 and dropping.max() < 0.2
     assert abs(np.median(dropping) - 0.1) < 0.01
-    assert len({d['grid_drop_seed'] for d in draws}) > 3900
+    assert len({d['img_drop_seed'] for d in draws}) > 3900
     with pytest.raises(ValueError, match='keep_all_prob'):
         GridDropParams(keep_all_prob=1.5)
 

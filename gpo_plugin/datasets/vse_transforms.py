@@ -132,7 +132,7 @@ class PackVSEInputs(BaseTransform):
     that carries mmcv's ``img_shape``, is repeated to 3 channels). The text side is
     ``results['txt']`` (token ids from :class:`TokenizeCaption`). Either side may be
     absent (image-only or caption-only samples, e.g. in ``VSEInferencer``).
-    ``grid_drop_rate`` / ``grid_drop_seed`` of :class:`GridDropParams` are carried along.
+    ``img_drop_rate`` / ``img_drop_seed`` of :class:`GridDropParams` are carried along.
 
     Output: ``dict(inputs=dict(img=(R, D) float or (3, H, W), txt=(T,) long[,
     img_drop_rate, img_drop_seed]), data_samples=dict(img_idx=int, cap_idx=int))``.
@@ -144,9 +144,9 @@ class PackVSEInputs(BaseTransform):
             inputs['img'] = _pack_image_side(results['img'], 'img_shape' in results)
         if 'txt' in results:
             inputs['txt'] = torch.as_tensor(results['txt'], dtype=torch.long)
-        if 'grid_drop_rate' in results:
-            inputs['img_drop_rate'] = float(results['grid_drop_rate'])
-            inputs['img_drop_seed'] = int(results['grid_drop_seed'])
+        if 'img_drop_rate' in results:
+            inputs['img_drop_rate'] = float(results['img_drop_rate'])
+            inputs['img_drop_seed'] = int(results['img_drop_seed'])
         samples = {k: int(results[k]) for k in ('img_idx', 'cap_idx') if k in results}
         return dict(inputs=inputs, data_samples=samples)
 
@@ -169,14 +169,14 @@ class GridDropParams(BaseTransform):
     ``max_rate * U(0, 1)`` (each grid vector of its feature map is then dropped with that
     probability); otherwise nothing is dropped. The drop itself happens after the
     backbone (:class:`BackboneGridEncoder`), which seeds a ``torch.Generator`` with the
-    ``grid_drop_seed`` drawn here: all randomness comes from the data pipeline's
+    ``img_drop_seed`` drawn here: all randomness comes from the data pipeline's
     ``np.random``, so a resumed run reseeded per sample repeats it.
 
     Args:
         keep_all_prob: share of images that keep every grid vector. Defaults to 0.2.
         max_rate: the largest drop rate. Defaults to 0.2.
 
-    Adds ``grid_drop_rate`` (float) and ``grid_drop_seed`` (int) to the results.
+    Adds ``img_drop_rate`` (float) and ``img_drop_seed`` (int) to the results.
     """
 
     def __init__(self, keep_all_prob: float = 0.2, max_rate: float = 0.2) -> None:
@@ -190,6 +190,6 @@ class GridDropParams(BaseTransform):
     def transform(self, results: dict) -> dict:
         drop = np.random.rand() >= self.keep_all_prob
         rate = self.max_rate * np.random.rand() if drop else 0.0
-        results['grid_drop_rate'] = float(rate)
-        results['grid_drop_seed'] = int(np.random.randint(0, 2**31 - 1))
+        results['img_drop_rate'] = float(rate)
+        results['img_drop_seed'] = int(np.random.randint(0, 2**31 - 1))
         return results
