@@ -76,7 +76,9 @@ class InShopMetricDataset(MetricLearningDataset):
             query, gallery = self.read_inshop('query'), self.read_inshop('gallery')
             labels = gallery_groups([d['gt_label'] for d in query], len(gallery))
             records = [(self.relative(d['img_path']), labels[d['gt_label'][0]]) for d in query]
-            records += [(self.relative(d['img_path']), y) for d, y in zip(gallery, labels)]
+            records += [
+                (self.relative(d['img_path']), y) for d, y in zip(gallery, labels, strict=True)
+            ]
             self._is_query = [True] * len(query) + [False] * len(gallery)
         if not records:
             raise ValueError(
