@@ -78,6 +78,11 @@ class ExportingRegistry(Registry):
             if name not in self.parent._module_dict:
                 self.parent._register_module(module, name)
 
+    def register_local_alias(self, name: str, module: type) -> None:
+        """Register ``module`` under ``name`` in this scope only (not exported to the parent):
+        for deprecated names kept for old configs of this package."""
+        Registry._register_module(self, module, name)
+
 
 def _child(name: str, parent: Registry, location: str) -> ExportingRegistry:
     return ExportingRegistry(name, parent=parent, scope=SCOPE, locations=[location])
@@ -96,8 +101,8 @@ TOKENIZERS = _child('tokenizer', MMPRETRAIN_TOKENIZER, 'gpo_plugin.datasets')
 def build_pml(cfg: dict | Any, registry: Registry | None = None, default_args: dict | None = None):
     """Build a PML object (and the PML objects nested in it) from a dict with ``type``.
 
-    ``type`` is a PML class name (``'ContrastiveLoss'`` always means PML's, never the VSE loss
-    of ``MODELS``) or a class. Non-dict values pass through, so built objects are accepted:
+    ``type`` is a PML class name (``'ContrastiveLoss'`` always means PML's, never the VSE++ loss
+    ``VSEContrastiveLoss`` of ``MODELS``) or a class. Non-dict values pass through, so built objects are accepted:
     ``dict(type='TripletMarginLoss', distance=dict(type='CosineSimilarity'))``.
     """
     registry = PML_COMPONENTS if registry is None else registry

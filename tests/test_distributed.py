@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from gpo_plugin.models.heads import MetricLearningHead, VSEHead
-from gpo_plugin.models.losses import ContrastiveLoss
+from gpo_plugin.models.losses import VSEContrastiveLoss
 from gpo_plugin.utils.dist import gather_with_grad
 
 WORLD, LOCAL = 2, 4
@@ -26,7 +26,7 @@ class VSEToy(nn.Module):
         super().__init__()
         torch.manual_seed(1)
         self.img, self.txt = nn.Linear(5, 4), nn.Linear(6, 4)
-        self.head = VSEHead(loss=dict(type='ContrastiveLoss', max_violation=max_violation))
+        self.head = VSEHead(loss=dict(type='VSEContrastiveLoss', max_violation=max_violation))
 
     def forward(self, img, txt):
         return self.head.loss(*self.head(self.img(img), self.txt(txt)))['loss']
@@ -154,7 +154,7 @@ def test_gather_with_grad_handles_unequal_rows(two_ranks):
 def test_contrastive_loss_stays_float32_under_bf16_autocast():
     im = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
     s = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
-    loss = ContrastiveLoss(max_violation=True)
+    loss = VSEContrastiveLoss(max_violation=True)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         mixed = loss(im.bfloat16(), s.bfloat16())
     assert mixed.dtype == torch.float32

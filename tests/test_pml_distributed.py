@@ -1,4 +1,5 @@
-"""ZeroShotLossWrapper under PML's DistributedLossWrapper: 2 gloo processes on CPU give the
+"""build_metric_loss's ZeroShotLossWrapper with an explicit gather (MetricLoss(gather=True):
+PML's DistributedLossWrapper around the metric loss only): 2 gloo processes on CPU give the
 losses and (averaged) gradients of one process over the concatenated batch."""
 
 import os
@@ -9,9 +10,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from pytorch_metric_learning import losses
-from pytorch_metric_learning.utils.distributed import DistributedLossWrapper
 
-from gpo_plugin.pml import ZeroShotLossWrapper
+from gpo_plugin.models.losses import ZeroShotLoss
+from gpo_plugin.pml import build_metric_loss
 
 WORLD, BATCH, DIM, PROTOS, CLASSES = 2, 8, 6, 5, 8
 
@@ -25,9 +26,10 @@ def _inputs():
     return embeddings, attributes.softmax(1), labels
 
 
-def _wrapper():
+def _wrapper(gather=False):
     torch.manual_seed(0)  # same class embeddings in every process
-    return ZeroShotLossWrapper(losses.ContrastiveLoss(), CLASSES, embed_dim=4).double()
+    zero_shot = ZeroShotLoss(CLASSES, embed_dim=4)
+    return build_metric_loss(losses.ContrastiveLoss(), zero_shot=zero_shot, gather=gather).double()
 
 
 def _worker(rank: int, port: int, out: str) -> None:
@@ -38,9 +40,8 @@ def _worker(rank: int, port: int, out: str) -> None:
     part = slice(rank * BATCH, (rank + 1) * BATCH)
     emb = embeddings[part].clone().requires_grad_()
     attr = attributes[part].clone().requires_grad_()
-    wrapper = _wrapper()
-    wrapper.set_attributes(attr)
-    loss = DistributedLossWrapper(wrapper)(emb, labels[part])
+    wrapper = _wrapper(gather=True)
+    loss = wrapper(emb, labels[part], attr)
     loss.backward()
     class_grad = wrapper.zero_shot.class_embeddings.grad.clone()
     dist.all_reduce(class_grad)  # what DDP does to parameter gradients (then / world)
@@ -75,7 +76,7 @@ def test_distributed_loss_wrapper_equals_one_process(tmp_path):
     total.backward()
 
     for rank, result in enumerate(ranks):
-        # DistributedLossWrapper multiplies by the world size; DDP averages gradients.
+        # PML's gather multiplies the metric loss by the world size; DDP averages gradients.
         torch.testing.assert_close(result['loss'], WORLD * 0.9 * metric + zero_shot[rank])
         torch.testing.assert_close(result['emb'] / WORLD, embeddings.grad[parts[rank]])
         torch.testing.assert_close(result['attr'] / WORLD, attributes.grad[parts[rank]])

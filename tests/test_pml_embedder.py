@@ -31,11 +31,15 @@ def test_gsp_embedder_from_config_gives_embeddings_and_attributes():
     embedder = PoolingEmbedder(dict(type='GSP', num_prototypes=5), in_channels=6, embed_dim=4)
     assert embedder.pooler.in_channels == 6 and embedder.pooler.out_channels == 4
     assert embedder.projection is None  # GSP projects itself
-    embeddings, attributes = embedder(torch.randn(3, 6, 4, 4), return_attributes=True)
+    maps = torch.randn(3, 6, 4, 4)
+    embeddings, attributes = embedder(maps, return_attributes=True)
     assert embeddings.shape == (3, 4) and attributes.shape == (3, 5)
-    torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(3))
     torch.testing.assert_close(attributes.sum(1), torch.ones(3))
-    torch.testing.assert_close(embedder(torch.randn(3, 6, 4, 4)).norm(dim=1), torch.ones(3))
+    # Training: the loss gets GSP's output as it is (its distance normalises); eval (PML's
+    # testers): unit vectors, the same rule as MetricLearningHead.predict.
+    assert not torch.allclose(embeddings.norm(dim=1), torch.ones(3))
+    embedder.eval()
+    torch.testing.assert_close(embedder(maps), torch.nn.functional.normalize(embeddings, dim=1))
 
 
 def test_average_pooling_on_padded_sets_with_lengths():

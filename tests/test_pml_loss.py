@@ -1,87 +1,27 @@
-"""ZeroShotLossWrapper against the mmengine-side head, and the PML trainer feeding it."""
+"""The PML trainer passing GSP's attribute vectors to the zero-shot loss (the loss itself:
+tests/test_metric_loss_core.py)."""
 
 import pytest
 import torch
-from mmpretrain.structures import DataSample
-from pytorch_metric_learning import losses, miners
+import torch.nn.functional as F
+from pytorch_metric_learning import losses
 from pytorch_metric_learning.trainers import MetricLossOnly
 
-from gpo_plugin.models.heads.metric_learning_head import MetricLearningHead
+from gpo_plugin.models.losses import ZeroShotLoss
 from gpo_plugin.pml import (
     ClassDisjointPMLSampler,
     MetricLossOnlyWithAttributes,
     PoolingEmbedder,
     ZeroShotLossWrapper,
+    build_metric_loss,
 )
 
-NUM_CLASSES, EMBED, PROTOS = 6, 8, 5
+EMBED = 8
 
 
-def _batch(batch=16, dim=EMBED):
-    # 4 classes x 4: classes {0, 1} in the first half, {2, 5} in the second.
-    labels = torch.tensor([0] * 4 + [1] * 4 + [2] * 4 + [5] * 4)[:batch]
-    embeddings = torch.randn(batch, dim, dtype=torch.float64, requires_grad=True)
-    attributes = torch.softmax(torch.randn(batch, PROTOS, dtype=torch.float64), 1)
-    return embeddings, labels, attributes.requires_grad_()
-
-
-def _head_and_wrapper(miner=None, memory=None):
-    loss_cfg = dict(type='ContrastiveLoss', pos_margin=0.0, neg_margin=0.5)
-    head = MetricLearningHead(
-        loss=loss_cfg,
-        miner=miner,
-        cross_batch_memory=memory,
-        in_channels=EMBED if memory else None,
-        zero_shot_loss=dict(type='ZeroShotLoss', num_classes=NUM_CLASSES, embed_dim=4),
-    ).double()
-    inner = loss_cfg
-    if memory:
-        inner = dict(type='CrossBatchMemory', loss=loss_cfg, embedding_size=EMBED, **memory)
-    wrapper = ZeroShotLossWrapper(inner, NUM_CLASSES, embed_dim=4, miner=miner).double()
-    with torch.no_grad():
-        wrapper.zero_shot.class_embeddings.copy_(head.zero_shot_loss.class_embeddings)
-    return head, wrapper
-
-
-def _head_total(head, embeddings, labels, attributes):
-    samples = [DataSample().set_gt_label(int(y)) for y in labels]
-    parts = head.loss((embeddings,), samples, attributes=(attributes,))
-    return parts['loss_metric'] + parts['loss_zsr']
-
-
-@pytest.mark.parametrize(
-    'miner', [None, dict(type='MultiSimilarityMiner', epsilon=0.1)], ids=['all-pairs', 'miner']
-)
-def test_wrapper_equals_mmengine_head(miner):
-    head, wrapper = _head_and_wrapper(miner)
-    embeddings, labels, attributes = _batch()
-    expected = _head_total(head, embeddings, labels, attributes)
-    grads = torch.autograd.grad(expected, (embeddings, attributes))
-    got = wrapper(embeddings, labels, attributes=attributes)
-    torch.testing.assert_close(got, expected)
-    for ours, theirs in zip(torch.autograd.grad(got, (embeddings, attributes)), grads, strict=True):
-        torch.testing.assert_close(ours, theirs)
-    # 0.9 / 0.1 split, by hand from the parts.
-    metric = losses.ContrastiveLoss(pos_margin=0.0, neg_margin=0.5)
-    indices = miners.MultiSimilarityMiner(epsilon=0.1)(embeddings, labels) if miner else None
-    zero_shot = wrapper.zero_shot(attributes, labels)
-    torch.testing.assert_close(got, 0.9 * metric(embeddings, labels, indices) + zero_shot)
-
-
-def test_wrapper_equals_head_with_cross_batch_memory():
-    head, wrapper = _head_and_wrapper(memory=dict(memory_size=32))
-    head.projection = torch.nn.Identity()
-    for _ in range(3):  # the memories fill identically over several batches
-        embeddings, labels, attributes = _batch()
-        expected = _head_total(head, embeddings, labels, attributes)
-        torch.testing.assert_close(wrapper(embeddings, labels, attributes=attributes), expected)
-
-
-def test_wrapper_needs_attributes_and_names_the_trainer():
-    _, wrapper = _head_and_wrapper()
-    embeddings, labels, _ = _batch()
-    with pytest.raises(ValueError, match='MetricLossOnlyWithAttributes'):
-        wrapper(embeddings, labels)
+def _zero_shot_loss(metric=None):
+    torch.manual_seed(1)
+    return ZeroShotLossWrapper(metric or losses.ContrastiveLoss(), ZeroShotLoss(4, embed_dim=EMBED))
 
 
 def _toy_trainer(trainer_cls, loss, pooler, iterations=2):
@@ -115,7 +55,7 @@ def _toy_trainer(trainer_cls, loss, pooler, iterations=2):
 
 
 def test_trainer_feeds_attributes_and_trains_class_embeddings():
-    loss = ZeroShotLossWrapper(losses.ContrastiveLoss(), num_classes=4, embed_dim=EMBED)
+    loss = _zero_shot_loss()
     pooler = dict(type='GSP', num_prototypes=4, kcenter_init=False)
     trainer = _toy_trainer(MetricLossOnlyWithAttributes, loss, pooler)
     before = loss.zero_shot.class_embeddings.detach().clone()
@@ -136,7 +76,31 @@ def test_trainer_with_a_plain_loss_matches_metric_loss_only():
 
 
 def test_zero_shot_with_a_non_gsp_pooler_is_a_clear_error():
-    loss = ZeroShotLossWrapper(losses.ContrastiveLoss(), num_classes=4, embed_dim=EMBED)
-    trainer = _toy_trainer(MetricLossOnlyWithAttributes, loss, dict(type='AvgPooling'))
+    trainer = _toy_trainer(MetricLossOnlyWithAttributes, _zero_shot_loss(), dict(type='AvgPooling'))
     with pytest.raises(ValueError, match='only GSP'):
         trainer.train(num_epochs=1)
+
+
+def test_trainer_loss_is_the_wrapper_on_the_embedders_outputs():
+    """The old formulation (PML's loss on l2-normalised embeddings, 0.9 / 0.1) gives the
+    trainer's value: the embedder's training output goes unnormalised to a loss whose distance
+    normalises, the values do not move."""
+    loss = build_metric_loss(
+        dict(type='ContrastiveLoss', pos_margin=0.0, neg_margin=0.5),
+        zero_shot=dict(type='ZeroShotLoss', num_classes=4, embed_dim=EMBED),
+    )
+    pooler = dict(type='GSP', num_prototypes=4, kcenter_init=False)
+    trainer = _toy_trainer(MetricLossOnlyWithAttributes, loss, pooler)
+    images, labels = next(iter(torch.utils.data.DataLoader(trainer.dataset, batch_size=16)))
+    labels = torch.tensor([0] * 4 + [1] * 4 + [2] * 4 + [3] * 4)
+    trainer.losses = {}
+    trainer.calculate_loss((images, labels))
+    embeddings, attributes = trainer.models['embedder'](
+        trainer.models['trunk'](images), return_attributes=True
+    )
+    metric = losses.ContrastiveLoss(pos_margin=0.0, neg_margin=0.5)
+    old = 0.9 * metric(F.normalize(embeddings), labels) + loss.zero_shot(attributes, labels)
+    torch.testing.assert_close(trainer.losses['metric_loss'], old)
+    trainer.models['embedder'].eval()  # what PML's testers see: unit vectors
+    norms = trainer.models['embedder'](trainer.models['trunk'](images)).norm(dim=1)
+    torch.testing.assert_close(norms, torch.ones(16))

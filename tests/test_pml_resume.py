@@ -25,12 +25,12 @@ CONFIG = str(ROOT / 'configs' / 'pml' / 'digits_gsp.py')
 # 64 training images: 2 iterations an epoch; validation (and PML's model saving) at epochs
 # 2 and 4 only, so the states in between come from TrainingStateHook alone.
 OPTIONS = [
-    'num_epochs=4',
-    'train_dataset.indices=64',
-    'val_dataset.indices=64',
-    'hooks.test_interval=2',
-    'hooks.pooling_weights=False',
-    'embedder.pooler.num_prototypes=4',
+    'train_cfg.max_epochs=4',
+    'train_dataloader.dataset.indices=64',
+    'val_dataloader.dataset.indices=64',
+    'train_cfg.val_interval=2',
+    'pml.hooks.pooling_weights=False',
+    'model.neck.num_prototypes=4',
 ]
 
 

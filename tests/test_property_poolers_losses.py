@@ -12,7 +12,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpo_plugin.models.losses import ContrastiveLoss, ZeroShotLoss
+from gpo_plugin.models.losses import VSEContrastiveLoss, ZeroShotLoss
 from gpo_plugin.models.necks import GPO, GSP, AvgPooling, GeMPooling, KMaxPooling, MaxPooling
 
 from references.gpo import per_sample_gpo
@@ -213,7 +213,7 @@ def test_contrastive_loss(batch, dim, kind, hardest, seed):
         'extreme': lambda: rng.normal(size=(batch, dim)) * 1e15,
     }[kind]
     im, s = torch.tensor(values(), dtype=torch.float32), torch.tensor(values(), dtype=torch.float32)
-    loss = ContrastiveLoss(margin=0.2, max_violation=hardest)(im, s)
+    loss = VSEContrastiveLoss(margin=0.2, max_violation=hardest)(im, s)
     expected = contrastive_reference(im, s, 0.2, hardest)
     assert math.isfinite(loss.item())
     assert loss.item() == pytest.approx(expected, rel=1e-4, abs=1e-4 * max(1.0, abs(expected)))
@@ -266,7 +266,7 @@ def test_zero_shot_loss(half, m, kind, seed):
 
 
 def test_losses_documented_errors():
-    with pytest.raises(ValueError, match='ContrastiveLoss: image and caption embeddings'):
-        ContrastiveLoss()(torch.rand(3, 4), torch.rand(2, 4))
+    with pytest.raises(ValueError, match='VSEContrastiveLoss: image and caption embeddings'):
+        VSEContrastiveLoss()(torch.rand(3, 4), torch.rand(2, 4))
     with pytest.raises(ValueError, match='ZeroShotLoss: the batch size must be even'):
         ZeroShotLoss(num_classes=3, embed_dim=4)(torch.rand(3, 2), torch.tensor([0, 1, 2]))

@@ -10,7 +10,7 @@ from mmengine.visualization import Visualizer
 from gpo_plugin.engine import HardestNegativeHook, PoolingWeightsHook
 from gpo_plugin.models import VSERetriever
 from gpo_plugin.models.encoders import BiGRUTextEncoder, PrecompRegionEncoder
-from gpo_plugin.models.losses import ContrastiveLoss
+from gpo_plugin.models.losses import VSEContrastiveLoss
 from gpo_plugin.registry import MODELS
 from gpo_plugin.visualization import rank_weight_curves
 
@@ -24,7 +24,7 @@ def test_contrastive_loss_all_negatives_by_hand():
     # Diagonal S_00 = 0.6, S_11 = 0.0, margin 0.2.
     # cost_s (image i, caption j != i): [0.2 + S_01 - S_00] = 0.6, [0.2 + S_10 - S_11] = 1.0.
     # cost_im (caption j, image i != j): [0.2 + S_10 - S_00] = 0.4, [0.2 + S_01 - S_11] = 1.2.
-    loss = ContrastiveLoss(margin=0.2)(IM, S)
+    loss = VSEContrastiveLoss(margin=0.2)(IM, S)
     assert loss.item() == pytest.approx(0.6 + 1.0 + 0.4 + 1.2)
 
 
@@ -40,14 +40,14 @@ def test_contrastive_loss_hardest_negative_by_hand():
     #   col 0: max(0.2+0.1-0.9, 0.2+0.3-0.9) -> 0
     #   col 1: max(0.2+0.5-0.7, 0.2+0.95-0.7) -> 0.45
     #   col 2: max(0.2+0.8-0.4, 0.2+0.6-0.4) -> 0.6
-    hard = ContrastiveLoss(margin=0.2, max_violation=True)(im, s)
+    hard = VSEContrastiveLoss(margin=0.2, max_violation=True)(im, s)
     assert hard.item() == pytest.approx(0.1 + 0.1 + 0.75 + 0 + 0.45 + 0.6)
     # All negatives: every positive hinge term. Rows: 0 + 0.1, 0 + 0.1, 0.1 + 0.75;
     # columns: 0 + 0, 0 + 0.45, 0.6 + 0.4.
-    every = ContrastiveLoss(margin=0.2)(im, s)
+    every = VSEContrastiveLoss(margin=0.2)(im, s)
     assert every.item() == pytest.approx(0.1 + 0.1 + 0.85 + 0.45 + 1.0)
     with pytest.raises(ValueError, match='matching rows'):
-        ContrastiveLoss()(im, s[:2])
+        VSEContrastiveLoss()(im, s[:2])
 
 
 def test_region_encoder_ignores_padding_and_builds_any_pooler():
@@ -103,7 +103,7 @@ def tiny_retriever(pooling='GPO'):
             embed_dim=6,
             pooling=dict(type=pooling),
         ),
-        head=dict(type='VSEHead', loss=dict(type='ContrastiveLoss', margin=0.2)),
+        head=dict(type='VSEHead', loss=dict(type='VSEContrastiveLoss', margin=0.2)),
     )
 
 
@@ -125,7 +125,7 @@ def test_retriever_modes():
     assert img.shape == txt.shape == (4, 6)
     torch.testing.assert_close(img.norm(dim=1), torch.ones(4))
     loss = model(inputs, samples, mode='loss')['loss']
-    torch.testing.assert_close(loss, ContrastiveLoss(0.2)(img, txt))
+    torch.testing.assert_close(loss, VSEContrastiveLoss(0.2)(img, txt))
     loss.backward()
     assert model.img_enc.gpool.linear.weight.grad is not None
     model.eval()

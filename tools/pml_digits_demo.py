@@ -1,6 +1,7 @@
 """GSP vs average pooling on scikit-learn's digits through pytorch-metric-learning's trainer
 and tester (train on digits 0-4, retrieve among the unseen digits 5-9), clean and cluttered,
-configured by configs/pml/digits_*.py. One seed; ``make demo-dml`` has the same comparison
+configured by configs/pml/digits_*.py (the Runner configs configs/dml_*_digits*.py plus PML's
+own settings). One seed; ``make demo-dml`` has the same comparison
 with mmengine's Runner over several seeds.
 
     python tools/pml_digits_demo.py [--work-dir outputs/pml_digits] [--epochs 12]
@@ -37,7 +38,7 @@ COLUMNS = (
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default='outputs/pml_digits')
-    parser.add_argument('--epochs', type=int, default=None, help='override num_epochs')
+    parser.add_argument('--epochs', type=int, default=None, help='override train_cfg.max_epochs')
     parser.add_argument(
         '--settings', nargs='+', choices=tuple(CONFIGS), default=list(CONFIGS), help='which data'
     )
@@ -47,12 +48,13 @@ def parse_args() -> argparse.Namespace:
 def run(config: str, work_dir: str, epochs: int | None) -> tuple[dict, float]:
     from gpo_plugin.pml.runner import build_session, load_config
 
-    options = (
-        {}
-        if epochs is None
-        else dict(num_epochs=epochs, lr_scheduler=dict(type='CosineAnnealingLR', T_max=epochs))
-    )
-    options['hooks.test_interval'] = epochs or load_config(config).num_epochs
+    options = {}
+    if epochs is not None:
+        options = {
+            'train_cfg.max_epochs': epochs,
+            'train_cfg.val_interval': epochs,
+            'param_scheduler': [dict(type='CosineAnnealingLR', T_max=epochs, by_epoch=True)],
+        }
     shutil.rmtree(work_dir, ignore_errors=True)  # a fresh run, not a resume
     session = build_session(load_config(config, options), work_dir)
     start = time.time()

@@ -1,13 +1,15 @@
-"""Train with pytorch-metric-learning's trainer, tester and hooks from a config file.
+"""Train with pytorch-metric-learning's trainer, tester and hooks from a Runner config.
 
     python tools/train_pml.py configs/pml/digits_gsp.py [--work-dir DIR] [--resume]
-        [--cfg-options num_epochs=3 ...]
+        [--cfg-options train_cfg.max_epochs=3 ...]
 
-Logs go through PML's record-keeper to ``{work_dir}/logs`` and ``{work_dir}/tensorboard``;
-models are saved to ``{work_dir}/saved_models`` at every validation, and a resumable training
-state every epoch; ``--resume`` continues from the newest complete state, exactly as if never
-interrupted. One training per work dir (a second is refused); refuses to run with
-``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` set. Config format: docs/pml.md; guarantees:
+The config is the one tools/train.py trains (configs/dml_*.py, or a configs/pml/ file that
+inherits one and adds PML-only settings under ``pml``). Logs go through PML's record-keeper to
+``{work_dir}/logs`` and ``{work_dir}/tensorboard``; models are saved to
+``{work_dir}/saved_models`` at every validation, and a resumable training state every epoch;
+``--resume`` continues from the newest complete state, exactly as if never interrupted. One
+training per work dir (a second is refused); refuses to run with
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` set. Config keys read: docs/pml.md; guarantees:
 docs/fault_tolerance.md.
 """
 

@@ -1,6 +1,8 @@
-# The average-pooling baseline of configs/pml/digits_gsp.py (no zero-shot term: it needs
-# GSP's attribute vectors); a Linear 64 -> 32 follows the pooling.
-_base_ = ['./digits_gsp.py']
+# configs/dml_avg_digits.py (the average-pooling baseline) through PML's trainer and tester;
+# only PML's own settings are added (as configs/pml/digits_gsp.py).
+_base_ = ['../dml_avg_digits.py']
 
-embedder = dict(pooler=dict(_delete_=True, type='AvgPooling'))
-zero_shot = None
+pml = dict(
+    device='cpu',
+    hooks=dict(patience=None, pooling_weights=True, num_images=5),
+)

@@ -1,5 +1,8 @@
-# The average-pooling baseline of configs/pml/digits_clutter_gsp.py.
-_base_ = ['./digits_clutter_gsp.py']
+# configs/dml_avg_digits_clutter.py (cluttered digits, average pooling) through PML's trainer and tester;
+# only PML's own settings are added (as configs/pml/digits_gsp.py).
+_base_ = ['../dml_avg_digits_clutter.py']
 
-embedder = dict(pooler=dict(_delete_=True, type='AvgPooling'))
-zero_shot = None
+pml = dict(
+    device='cpu',
+    hooks=dict(patience=None, pooling_weights=True, num_images=5),
+)

@@ -1,8 +1,8 @@
-# configs/pml/digits_gsp.py on cluttered digits: a 20x20 digit at a random spot of a 48x48
-# canvas with 6 random strokes (12x12 feature grid), the setting GSP's feature selection is
-# made for (as configs/dml_gsp_digits_clutter.py on the mmengine side).
-_base_ = ['./digits_gsp.py']
+# configs/dml_gsp_digits_clutter.py (cluttered digits) through PML's trainer and tester;
+# only PML's own settings are added (as configs/pml/digits_gsp.py).
+_base_ = ['../dml_gsp_digits_clutter.py']
 
-digits = dict(type='DigitsMetricDataset', size=48, digit_size=20, clutter_strokes=6)
-train_dataset = dict(digits, split='train', pipeline=[dict(type='PackInputs')], _delete_=True)
-val_dataset = dict(digits, split='test', pipeline=[dict(type='PackInputs')], _delete_=True)
+pml = dict(
+    device='cpu',
+    hooks=dict(patience=None, pooling_weights=True, num_images=5),
+)

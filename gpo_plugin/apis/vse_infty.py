@@ -304,7 +304,7 @@ def convert_state(
         txt_cfg = bert_text_config(txt_state, pretrained)
     opt = vars(ckpt.get('opt') or argparse.Namespace())
     loss = dict(
-        type='ContrastiveLoss',
+        type='VSEContrastiveLoss',
         margin=float(opt.get('margin', 0.2)),
         max_violation=bool(opt.get('max_violation', True)),
     )

@@ -35,7 +35,7 @@ class HardestNegativeHook(Hook):
         if not losses:
             raise RuntimeError(
                 'HardestNegativeHook: the model has no loss with a '
-                '`max_violation` attribute (e.g. ContrastiveLoss); remove the hook '
+                '`max_violation` attribute (e.g. VSEContrastiveLoss); remove the hook '
                 'from custom_hooks or use such a loss.'
             )
         for loss in losses:

@@ -22,6 +22,8 @@ class PMLDataset(Dataset):
         dataset: the dataset, or its config dict (built from gpo_plugin's ``DATASETS``).
         mean: per-channel mean subtracted from the 0..255 pixels. Defaults to ImageNet's.
         std: per-channel std. Defaults to ImageNet's.
+        to_rgb: reverse the channel order first (mmcv loads BGR), as ``ClsDataPreprocessor``
+            does with ``to_rgb=True``. Defaults to False.
 
     Attributes:
         labels: (N,) int64 labels, for PML's ``MPerClassSampler(dataset.labels, m)``.
@@ -32,10 +34,12 @@ class PMLDataset(Dataset):
         dataset,
         mean: Sequence[float] = (123.675, 116.28, 103.53),
         std: Sequence[float] = (58.395, 57.12, 57.375),
+        to_rgb: bool = False,
     ) -> None:
         self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
         self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
+        self.to_rgb = to_rgb
         self.labels = torch.as_tensor(self.dataset.get_gt_labels()).reshape(-1).long()
 
     def get_gt_labels(self):
@@ -51,7 +55,10 @@ class PMLDataset(Dataset):
                 f'PMLDataset: {type(self.dataset).__name__}[{index}] gave no packed `inputs`; '
                 "end the dataset's pipeline with dict(type='PackInputs')."
             )
-        image = (sample['inputs'].float() - self.mean) / self.std
+        image = sample['inputs'].float()
+        if self.to_rgb and image.shape[0] == 3:
+            image = image.flip(0)
+        image = (image - self.mean) / self.std
         return image, int(self.labels[index])
 
 

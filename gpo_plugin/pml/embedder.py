@@ -30,7 +30,9 @@ class PoolingEmbedder(nn.Module):
             ``in_channels`` / ``out_channels`` are filled in when the pooler takes them).
         in_channels: channels C of the trunk's features.
         embed_dim: embedding size D.
-        normalize: l2-normalise the embeddings. Defaults to True.
+        normalize: l2-normalise the embeddings in eval mode (what PML's testers see). In
+            training mode the loss gets them as they are and PML's distances normalise them
+            (their default), the rule ``MetricLearningHead`` follows. Defaults to True.
 
     Shapes:
         forward: trunk output -> (B, D); with ``return_attributes=True`` also GSP's attribute
@@ -60,7 +62,7 @@ class PoolingEmbedder(nn.Module):
     def forward(self, trunk_output: TrunkOutput, return_attributes: bool = False):
         out = pool_trunk_output(self.pooler, trunk_output)
         embeddings = self.projection(out.pooled) if self.projection is not None else out.pooled
-        if self.normalize:
+        if self.normalize and not self.training:  # the loss's distance normalises in training
             embeddings = F.normalize(embeddings, dim=1)
         return (embeddings, out.attributes) if return_attributes else embeddings
 

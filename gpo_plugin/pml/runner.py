@@ -1,5 +1,13 @@
-"""Build and run a PML training (trainer, tester, hooks, record-keeper) from a config file;
-the logic behind ``tools/train_pml.py`` (config format: docs/pml.md)."""
+"""Build and run a PML training (trainer, tester, hooks, record-keeper) from a Runner config:
+the logic behind ``tools/train_pml.py``.
+
+The config is the one ``tools/train.py`` trains (``configs/dml_*.py``): ``model.backbone`` is
+the trunk, ``model.neck`` the pooler of :class:`PoolingEmbedder`, ``model.head`` (a
+``MetricLearningHead``) gives the loss through :func:`build_metric_loss`, the dataloaders give
+the datasets, batch size and sampler, ``train_cfg`` the epochs and validation interval,
+``optim_wrapper`` and ``param_scheduler`` the optimisation. Only PML's own settings sit under
+an extra key, ``pml`` (docs/pml.md#toolstrain_pmlpy-and-its-config).
+"""
 
 from __future__ import annotations
 
@@ -10,24 +18,35 @@ from typing import Any
 
 import numpy as np
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from pytorch_metric_learning import samplers, testers
 from pytorch_metric_learning.utils import logging_presets
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from torch import nn
 from torch.utils.data import Dataset
 
-from gpo_plugin.registry import DATASETS, MODELS, build_pml
+from gpo_plugin.models.losses import build_metric_loss
+from gpo_plugin.registry import DATASETS, MODELS
 
 from .accuracy import KNNAccuracyCalculator
 from .checkpointing import TrainingStateHook, resume_training
 from .data import ClassDisjointPMLSampler, PMLDataset
 from .embedder import PoolingEmbedder, feature_map_trunk
 from .hooks import PoolingWeightsPMLHook, chain_hooks, init_gsp_prototypes
-from .losses import ZeroShotLossWrapper
 from .trainers import MetricLossOnlyWithAttributes
 
-REQUIRED = ('trunk', 'embedder', 'loss', 'train_dataset', 'val_dataset', 'batch_size', 'num_epochs')
+REQUIRED = (
+    'model.backbone',
+    'model.neck',
+    'model.head',
+    'train_dataloader.dataset',
+    'train_dataloader.batch_size',
+    'val_dataloader.dataset',
+    'train_cfg.max_epochs',
+    'optim_wrapper.optimizer',
+)
+# Keys of mmengine's CosineAnnealingLR etc. that torch's schedulers do not take.
+_MMENGINE_SCHEDULER_KEYS = ('by_epoch', 'convert_to_iter_based')
 
 
 @dataclass
@@ -49,7 +68,7 @@ class PMLSession:
         return osp.join(self.work_dir, 'saved_models')
 
     def run(self) -> dict[str, float]:
-        num_epochs = int(self.cfg.num_epochs)
+        num_epochs = int(self.cfg.train_cfg.max_epochs)
         if self.start_epoch > num_epochs:
             return {}
         self.trainer.train(start_epoch=self.start_epoch, num_epochs=num_epochs)
@@ -58,57 +77,82 @@ class PMLSession:
 
 
 def load_config(path: str, overrides: dict | None = None) -> Config:
+    """A Runner config (``configs/dml_*.py`` or a file inheriting one), checked for the keys
+    the PML side reads."""
     cfg = Config.fromfile(path)
     if overrides:
         cfg.merge_from_dict(overrides)
-    missing = [key for key in REQUIRED if key not in cfg]
+    if 'trunk' in cfg or 'embedder' in cfg:
+        raise KeyError(
+            f'{path}: `trunk` / `embedder` are keys of the old configs/pml schema; '
+            'tools/train_pml.py now reads a Runner config: inherit one, e.g. '
+            "_base_ = ['../dml_gsp_digits.py'], and put PML-only settings under `pml` "
+            '(docs/pml.md).'
+        )
+    missing = [key for key in REQUIRED if _lookup(cfg, key) is None]
     if missing:
         raise KeyError(
-            f'{path}: missing {", ".join(missing)}; a PML config needs {", ".join(REQUIRED)} '
-            '(see configs/pml/digits_gsp.py and docs/pml.md).'
+            f'{path}: missing {", ".join(missing)}; tools/train_pml.py reads the Runner config '
+            'of tools/train.py (e.g. configs/dml_gsp_digits.py; docs/pml.md).'
+        )
+    head = cfg.model.head
+    if head.get('type') not in ('MetricLearningHead', 'gpo_plugin.MetricLearningHead'):
+        raise ValueError(
+            f"{path}: model.head.type must be 'MetricLearningHead' (its loss, miner, "
+            f'cross_batch_memory and zero_shot_loss become the PML loss), got {head.get("type")!r}.'
         )
     return cfg
 
 
+def _lookup(cfg: Config, dotted: str):
+    node = cfg._cfg_dict if isinstance(cfg, Config) else cfg
+    for part in dotted.split('.'):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def pml_settings(cfg: Config) -> ConfigDict:
+    """The ``pml`` key of the config (PML-only settings), empty when absent."""
+    return ConfigDict(cfg.get('pml') or {})
+
+
 def build_session(cfg: Config, work_dir: str, resume: bool = False) -> PMLSession:
-    """Models, losses, optimizers, datasets, sampler, tester and hooks of one PML run; with
+    """Models, loss, optimizers, datasets, sampler, tester and hooks of one PML run; with
     ``resume`` the latest saved models, optimizers and schedulers of ``work_dir`` are loaded
     and training continues from the next epoch."""
-    seed = int(cfg.get('seed', 0))
-    # torch (weights, sampler), numpy and random (mmcv's augmentations) alike.
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
-    device = torch.device(cfg.get('device') or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    embed_cfg = dict(cfg.embedder)
+    pml = pml_settings(cfg)
+    seed = seed_everything(cfg)
+    device = torch.device(pml.get('device') or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    embed_cfg = embedder_config(cfg.model)
     models = {
-        'trunk': build_trunk(cfg.trunk).to(device),
-        'embedder': PoolingEmbedder(**embed_cfg).to(device),
+        'trunk': build_trunk(cfg.model.backbone).to(device),
+        'embedder': build_embedder(embed_cfg).to(device),
     }
-    metric_loss, miner = build_loss(cfg, int(embed_cfg['embed_dim']))
-    loss_funcs = {'metric_loss': metric_loss.to(device)}
-    optimizers = build_optimizers(cfg.get('optimizers', {}), models, loss_funcs)
-    schedulers = build_schedulers(cfg.get('lr_scheduler'), optimizers)
+    loss_funcs = {'metric_loss': build_loss(cfg.model.head, embed_cfg['embed_dim']).to(device)}
+    optimizers = build_optimizers(cfg.optim_wrapper, models, loss_funcs)
+    schedulers = build_schedulers(cfg.get('param_scheduler'), optimizers)
     datasets = {
-        'train': build_dataset(cfg.train_dataset, cfg),
-        'val': build_dataset(cfg.val_dataset, cfg),
+        'train': build_dataset(cfg.train_dataloader.dataset, cfg),
+        'val': build_dataset(cfg.val_dataloader.dataset, cfg),
     }
     record_keeper, _, _ = logging_presets.get_record_keeper(
         osp.join(work_dir, 'logs'), osp.join(work_dir, 'tensorboard'), is_new_experiment=not resume
     )
     hooks = logging_presets.get_hook_container(
         record_keeper,
-        primary_metric=cfg.get('primary_metric', 'mean_average_precision_at_r'),
-        log_freq=int(cfg.get('log_freq', 10)),
+        primary_metric=pml.get('primary_metric', 'mean_average_precision_at_r'),
+        log_freq=int(pml.get('log_freq', 10)),
     )
-    tester = build_tester(cfg.get('tester', {}), hooks, device, cfg)
-    session_hooks = cfg.get('hooks', {})
+    tester = build_tester(pml.get('tester', {}), hooks, device, cfg)
+    session_hooks = pml.get('hooks', {})
     model_folder = osp.join(work_dir, 'saved_models')
     end_of_epoch = hooks.end_of_epoch_hook(
         tester,
         {'val': datasets['val']},
         model_folder,
-        test_interval=int(session_hooks.get('test_interval', 1)),
+        test_interval=int(cfg.train_cfg.get('val_interval', 1)),
         patience=session_hooks.get('patience'),
     )
     pictures = None
@@ -117,18 +161,21 @@ def build_session(cfg: Config, work_dir: str, resume: bool = False) -> PMLSessio
         pictures = PoolingWeightsPMLHook(
             osp.join(work_dir, 'pooling_weights'), images, titles, record_keeper
         )
+    batch_size = int(cfg.train_dataloader.batch_size)
     trainer = MetricLossOnlyWithAttributes(
         models=models,
         optimizers=optimizers,
-        batch_size=int(cfg.batch_size),
+        batch_size=batch_size,
         loss_funcs=loss_funcs,
-        mining_funcs={'tuple_miner': miner} if miner is not None else {},
+        mining_funcs={},  # the miner runs inside the loss (build_metric_loss)
         dataset=datasets['train'],
-        sampler=build_sampler(cfg.get('sampler'), datasets['train'], int(cfg.batch_size), seed),
+        sampler=build_sampler(
+            cfg.train_dataloader.get('sampler'), datasets['train'], batch_size, seed
+        ),
         lr_schedulers=schedulers,
-        iterations_per_epoch=cfg.get('iterations_per_epoch'),
+        iterations_per_epoch=pml.get('iterations_per_epoch'),
         data_device=device,
-        dataloader_num_workers=int(cfg.get('num_workers', 0)),
+        dataloader_num_workers=int(cfg.train_dataloader.get('num_workers', 0)),
         end_of_iteration_hook=hooks.end_of_iteration_hook,
         # Checkpointing (gpo_plugin/pml/checkpointing.py): a resumable state every epoch, last.
         end_of_epoch_hook=chain_hooks(pictures, end_of_epoch, TrainingStateHook(model_folder)),
@@ -139,6 +186,44 @@ def build_session(cfg: Config, work_dir: str, resume: bool = False) -> PMLSessio
     if start_epoch == 1:
         init_gsp_prototypes(models['trunk'], models['embedder'], _first_batches(trainer), device)
     return PMLSession(cfg, work_dir, trainer, tester, hooks, datasets, start_epoch)
+
+
+def seed_everything(cfg: Config) -> int:
+    """Seed torch (weights, sampler), numpy and random (mmcv's augmentations) from
+    ``randomness.seed`` (the Runner's key; 0 when unset)."""
+    seed = (cfg.get('randomness') or {}).get('seed')
+    seed = 0 if seed is None else int(seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    return seed
+
+
+def embedder_config(model: dict) -> dict:
+    """``PoolingEmbedder`` kwargs from ``model.neck`` and ``model.head``: the trunk's channels
+    are the neck's ``in_channels`` (else the head's), the embedding size the head's
+    ``out_channels`` (else the neck's, else the channels)."""
+    neck, head = dict(model.neck), dict(model.head)
+    in_channels = neck.get('in_channels') or head.get('in_channels')
+    if in_channels is None:
+        raise ValueError(
+            'model: the PML embedder needs the trunk channels; set model.neck.in_channels '
+            '(poolers that project, e.g. GSP) or model.head.in_channels.'
+        )
+    embed_dim = head.get('out_channels') or neck.get('out_channels') or in_channels
+    return dict(
+        pooler=neck,
+        in_channels=int(in_channels),
+        embed_dim=int(embed_dim),
+        normalize=bool(head.get('normalize', True)),
+    )
+
+
+def build_embedder(cfg: dict) -> PoolingEmbedder:
+    """The embedder, its pooler initialised as the Runner initialises the neck."""
+    embedder = PoolingEmbedder(**cfg)
+    _init_weights(embedder.pooler)
+    return embedder
 
 
 def build_trunk(cfg: dict | nn.Module) -> nn.Module:
@@ -156,60 +241,67 @@ def build_trunk(cfg: dict | nn.Module) -> nn.Module:
         import timm
 
         return feature_map_trunk(timm.create_model(name.split('.', 1)[1], **cfg))
-    return feature_map_trunk(MODELS.build(dict(cfg, type=name)))
+    backbone = MODELS.build(dict(cfg, type=name))
+    _init_weights(backbone)  # as the Runner does: init_cfg (e.g. pretrained weights) applies
+    return feature_map_trunk(backbone)
 
 
-def build_loss(cfg: Config, embed_dim: int):
-    """The metric loss (in ``CrossBatchMemory`` / ``ZeroShotLossWrapper`` when configured) and
-    the miner the trainer should run (None when the memory mines)."""
-    loss = build_pml(cfg.loss)
-    miner = build_pml(cfg.get('miner'))
-    memory = cfg.get('cross_batch_memory')
-    if memory:
-        loss = build_pml(
-            dict(
-                type='CrossBatchMemory', loss=loss, embedding_size=embed_dim, miner=miner, **memory
-            )
+def _init_weights(module: nn.Module) -> None:
+    if callable(getattr(module, 'init_weights', None)):
+        module.init_weights()
+
+
+def build_loss(head: dict, embed_dim: int) -> nn.Module:
+    """The loss of ``model.head`` (a ``MetricLearningHead`` config) through the builder the head
+    itself uses: PML loss [+ miner] [in CrossBatchMemory] [+ zero-shot term]."""
+    return build_metric_loss(
+        head['loss'],
+        head.get('miner'),
+        memory=head.get('cross_batch_memory'),
+        zero_shot=head.get('zero_shot_loss'),
+        metric_weight=head.get('metric_loss_weight'),
+        embedding_size=embed_dim,
+    )
+
+
+def build_optimizers(optim_wrapper: dict, models: dict, loss_funcs: dict) -> dict:
+    """``optim_wrapper.optimizer`` (one torch optimizer type and its settings) -> PML's
+    ``{'trunk_optimizer', 'embedder_optimizer', 'metric_loss_optimizer'}``, one per part with
+    trainable parameters (``metric_loss`` holds the zero-shot class embeddings). Element-wise
+    optimizers (SGD, Adam, AdamW, ...) step each parameter as one optimizer over all would."""
+    unsupported = sorted(set(optim_wrapper) - {'type', 'optimizer'})
+    if unsupported or optim_wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
+        raise ValueError(
+            f'optim_wrapper: the PML side supports type=OptimWrapper with `optimizer` only, got '
+            f'{sorted(optim_wrapper)}; remove {unsupported or ["type"]} for tools/train_pml.py.'
         )
-        miner = None
-    zero_shot = cfg.get('zero_shot')
-    if zero_shot:
-        zero_shot = dict(zero_shot)
-        zero_shot.setdefault('embed_dim', embed_dim)
-        loss = ZeroShotLossWrapper(loss, **zero_shot)
-    return loss, miner
-
-
-def build_optimizers(cfg: dict, models: dict, loss_funcs: dict) -> dict:
-    """``dict(trunk=dict(type='AdamW', lr=...), embedder=..., metric_loss=...)`` ->
-    PML's ``{'trunk_optimizer': ..., ...}`` (``metric_loss`` holds the zero-shot class
-    embeddings); parts with no trainable parameters get none."""
-    parts = {**models, **loss_funcs}
+    opt_cfg = dict(optim_wrapper['optimizer'])
+    cls = getattr(torch.optim, opt_cfg.pop('type'))
     optimizers = {}
-    for name, opt_cfg in cfg.items():
-        if opt_cfg is None:
-            continue
-        if name not in parts:
-            raise KeyError(
-                f'optimizers.{name}: no such part; use one of {", ".join(sorted(parts))}.'
-            )
-        params = [p for p in parts[name].parameters() if p.requires_grad]
+    for name, part in {**models, **loss_funcs}.items():
+        params = [p for p in part.parameters() if p.requires_grad]
         if params:
-            opt_cfg = dict(opt_cfg)
-            optimizers[f'{name}_optimizer'] = getattr(torch.optim, opt_cfg.pop('type'))(
-                params, **opt_cfg
-            )
+            optimizers[f'{name}_optimizer'] = cls(params, **opt_cfg)
     return optimizers
 
 
-def build_schedulers(cfg: dict | None, optimizers: dict) -> dict:
-    """One epoch-wise ``torch.optim.lr_scheduler`` per optimizer, e.g.
-    ``lr_scheduler = dict(type='CosineAnnealingLR', T_max=12)``."""
+def build_schedulers(cfg: list | dict | None, optimizers: dict) -> dict:
+    """``param_scheduler = [dict(type='CosineAnnealingLR', T_max=12, by_epoch=True)]``: one
+    epoch-wise ``torch.optim.lr_scheduler`` of the same name per optimizer (PML steps it after
+    each epoch, as mmengine steps an epoch-based one)."""
     if not cfg:
         return {}
+    items = [cfg] if isinstance(cfg, dict) else list(cfg)
+    if len(items) != 1 or not items[0].get('by_epoch', True) or 'begin' in items[0]:
+        raise ValueError(
+            'param_scheduler: the PML side takes one epoch-wise scheduler without begin/end '
+            f'(e.g. [dict(type="CosineAnnealingLR", T_max=12, by_epoch=True)]), got {cfg}.'
+        )
     out = {}
     for key, optimizer in optimizers.items():
-        kwargs = dict(cfg)
+        kwargs = {k: v for k, v in items[0].items() if k not in _MMENGINE_SCHEDULER_KEYS}
+        if 'end' in kwargs:
+            raise ValueError('param_scheduler: `end` is not supported on the PML side.')
         cls = getattr(torch.optim.lr_scheduler, kwargs.pop('type'))
         out[key.replace('_optimizer', '_scheduler_by_epoch')] = cls(optimizer, **kwargs)
     return out
@@ -217,8 +309,9 @@ def build_schedulers(cfg: dict | None, optimizers: dict) -> dict:
 
 def build_dataset(cfg: Any, root_cfg: Config) -> Dataset:
     """An instance passes through; a config whose type is one of our readers is wrapped in
-    :class:`PMLDataset` (normalised with ``mean``/``std`` of the config); a class or callable
-    ``type`` is called with the other keys (any dataset returning (image, label))."""
+    :class:`PMLDataset` (normalised with ``mean``/``std``/``to_rgb`` of
+    ``model.data_preprocessor``); a class or callable ``type`` is called with the other keys
+    (any dataset returning (image, label))."""
     if isinstance(cfg, Dataset):
         return cfg
     cfg = dict(cfg)
@@ -226,31 +319,44 @@ def build_dataset(cfg: Any, root_cfg: Config) -> Dataset:
     if isinstance(kind, str):
         if DATASETS.get(kind) is None:
             raise KeyError(f'dataset type {kind!r} is not a gpo_plugin / mmpretrain dataset.')
-        norm = {key: root_cfg[key] for key in ('mean', 'std') if key in root_cfg}
+        preprocessor = root_cfg.model.get('data_preprocessor') or {}
+        norm = {k: preprocessor[k] for k in ('mean', 'std') if k in preprocessor}
+        norm['to_rgb'] = bool(preprocessor.get('to_rgb') or preprocessor.get('bgr_to_rgb'))
         return PMLDataset(cfg, **norm)
     cfg.pop('type')
     return kind(**cfg)
 
 
 def build_sampler(cfg: dict | None, dataset: Dataset, batch_size: int, seed: int | None = None):
-    """``dict(type='ClassDisjointPMLSampler', num_per_class=8)`` or
-    ``dict(type='MPerClassSampler', m=4, length_before_new_iter=...)`` over the dataset's labels."""
+    """``train_dataloader.sampler``: ``ClassDisjointSampler`` (-> ``ClassDisjointPMLSampler``
+    with its ``num_per_class``), ``MPerClassSampler`` (PML's, with ``m``), or mmengine's
+    ``DefaultSampler`` / None (PML's trainer shuffles)."""
     if not cfg:
         return None
     cfg = dict(cfg)
     kind = cfg.pop('type')
     labels = _labels(dataset)
-    if kind == 'ClassDisjointPMLSampler':
-        cfg.setdefault('seed', seed)
-        return ClassDisjointPMLSampler(labels, batch_size=batch_size, **cfg)
+    if kind in ('ClassDisjointSampler', 'ClassDisjointPMLSampler'):
+        return ClassDisjointPMLSampler(
+            labels, batch_size=batch_size, num_per_class=int(cfg.get('num_per_class', 4)), seed=seed
+        )
     if kind == 'MPerClassSampler':
+        cfg.pop('batch_size', None)
         cfg.setdefault('length_before_new_iter', len(labels) // batch_size * batch_size)
         return samplers.MPerClassSampler(labels, batch_size=batch_size, **cfg)
-    raise KeyError(f"sampler type {kind!r}: use 'ClassDisjointPMLSampler' or 'MPerClassSampler'.")
+    if kind == 'DefaultSampler':
+        return None
+    raise KeyError(
+        f'train_dataloader.sampler.type {kind!r}: use ClassDisjointSampler, MPerClassSampler or '
+        'DefaultSampler with tools/train_pml.py.'
+    )
 
 
 def build_tester(cfg: dict, hooks, device, root_cfg: Config):
+    """PML's ``GlobalEmbeddingSpaceTester`` with ``pml.tester`` kwargs (batch size: the
+    ``val_dataloader``'s by default) and our ``KNNAccuracyCalculator``."""
     cfg = dict(cfg)
+    cfg.setdefault('batch_size', int(root_cfg.val_dataloader.get('batch_size', 32)))
     calculator = dict(cfg.pop('accuracy_calculator', {}))
     # type='AccuracyCalculator' selects PML's own (e.g. to compare); ours by default.
     kind = calculator.pop('type', 'KNNAccuracyCalculator')
@@ -263,7 +369,7 @@ def build_tester(cfg: dict, hooks, device, root_cfg: Config):
         end_of_testing_hook=hooks.end_of_testing_hook,
         accuracy_calculator=calculator_cls(device=device, **calculator),
         data_device=device,
-        dataloader_num_workers=int(root_cfg.get('num_workers', 0)),
+        dataloader_num_workers=int(root_cfg.val_dataloader.get('num_workers', 0)),
         **cfg,
     )
 

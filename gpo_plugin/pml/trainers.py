@@ -1,22 +1,26 @@
-"""PML's MetricLossOnly trainer, feeding GSP's attribute vectors to the zero-shot loss."""
+"""PML's MetricLossOnly trainer, passing GSP's attribute vectors to the zero-shot loss."""
 
 from __future__ import annotations
 
 from pytorch_metric_learning.trainers import MetricLossOnly
 
-from .losses import find_zero_shot_wrapper
+from gpo_plugin.models.losses import ZeroShotLossWrapper
 
 
 class MetricLossOnlyWithAttributes(MetricLossOnly):
-    """``MetricLossOnly`` whose embedder also returns GSP's attribute vectors when the metric
-    loss is (or wraps) a :class:`ZeroShotLossWrapper`; with any other loss it is exactly
-    ``MetricLossOnly``. Same constructor as PML's; the embedder must be a
-    :class:`PoolingEmbedder` over GSP when the zero-shot term is used.
+    """``MetricLossOnly`` that calls a :class:`ZeroShotLossWrapper` in
+    ``loss_funcs['metric_loss']`` with GSP's attribute vectors as its ``attributes`` argument;
+    with any other loss it is exactly ``MetricLossOnly``. Same constructor as PML's; the
+    embedder must be a :class:`PoolingEmbedder` over GSP when the zero-shot term is used.
+
+    For several processes do not wrap the loss in PML's ``DistributedLossWrapper`` (it cannot
+    pass the attributes): ``build_metric_loss(..., gather=None)`` gathers the metric loss
+    across processes itself.
     """
 
     def calculate_loss(self, curr_batch):
-        wrapper = find_zero_shot_wrapper(self.loss_funcs.get('metric_loss'))
-        if wrapper is None:
+        loss = self.loss_funcs.get('metric_loss')
+        if not isinstance(loss, ZeroShotLossWrapper):
             return super().calculate_loss(curr_batch)
         data, labels = curr_batch
         embeddings, attributes = self.models['embedder'](
@@ -25,9 +29,12 @@ class MetricLossOnlyWithAttributes(MetricLossOnly):
         if attributes is None:
             raise ValueError(
                 'MetricLossOnlyWithAttributes: the zero-shot loss needs attribute vectors, which '
-                "only GSP gives; use PoolingEmbedder(pooler=dict(type='GSP', ...)) or a plain "
-                'PML loss instead of ZeroShotLossWrapper.'
+                "only GSP gives; use PoolingEmbedder(pooler=dict(type='GSP', ...)) or build the "
+                'loss without zero_shot.'
             )
         indices_tuple = self.maybe_mine_embeddings(embeddings, labels)
-        wrapper.set_attributes(attributes)
-        self.losses['metric_loss'] = self.maybe_get_metric_loss(embeddings, labels, indices_tuple)
+        self.losses['metric_loss'] = (
+            loss(embeddings, labels, attributes, indices_tuple)
+            if self.loss_weights.get('metric_loss', 0) > 0
+            else 0
+        )

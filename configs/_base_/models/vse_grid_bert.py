@@ -34,5 +34,7 @@ model = dict(
         embed_dim=1024,
         pooling=dict(type='GPO'),
     ),
-    head=dict(type='VSEHead', loss=dict(type='ContrastiveLoss', margin=0.2, max_violation=False)),
+    head=dict(
+        type='VSEHead', loss=dict(type='VSEContrastiveLoss', margin=0.2, max_violation=False)
+    ),
 )

@@ -11,23 +11,29 @@ from mmengine.model import BaseModule
 from mmpretrain.structures import DataSample
 from torch import Tensor, nn
 
-from gpo_plugin.registry import MODELS, build_pml
-from gpo_plugin.utils.dist import world_size
+from gpo_plugin.models.losses import MetricLoss, ZeroShotLossWrapper, build_metric_loss
+from gpo_plugin.registry import MODELS
 
 
 @MODELS.register_module()
 class MetricLearningHead(BaseModule):
     """Embeds the neck output and applies a pytorch-metric-learning loss.
 
+    The loss is assembled by :func:`build_metric_loss` (the builder PML users call too):
     ``loss``/``miner`` name PML classes (resolved by :func:`build_pml`, never against
     ``MODELS``). With ``cross_batch_memory=dict(memory_size=...)`` the loss is wrapped in PML's
     ``CrossBatchMemory`` (the miner then mines against the memory). With ``zero_shot_loss`` the
     model must pass GSP's attribute vectors to :meth:`loss`; the total is then
     ``metric_loss_weight * L_metric + L_zsr`` (the zero-shot loss carries its own weight, 0.1).
 
+    Normalisation: the loss gets the (projected) embeddings as they are, PML's distances
+    normalise them themselves (``normalize_embeddings=True``, their default); :meth:`predict`
+    returns them l2-normalised (``normalize``). ``PoolingEmbedder`` follows the same rule.
+
     In a multi-process run the PML loss and miner go through PML's ``DistributedLossWrapper``
-    and ``DistributedMinerWrapper``: each rank gathers the embeddings and labels of all ranks
-    (its own with gradient, the others' without) and computes the loss over the global batch,
+    and ``DistributedMinerWrapper`` (``MetricLoss`` with ``gather=None``): each rank gathers
+    the embeddings and labels of all ranks (its own with gradient, the others' without) and
+    computes the loss over the global batch,
     times the world size, so that DDP's gradient average gives the single-process gradient
     (the logged ``loss_metric`` is therefore world size x the global-batch loss). With
     cross-batch memory, every rank enqueues the whole global batch, so all ranks hold the
@@ -71,39 +77,50 @@ class MetricLearningHead(BaseModule):
             if in_channels is not None and out_channels is not None
             else None
         )
-        embed_dim = out_channels or in_channels
-        metric_loss = build_pml(loss)
-        self.miner = build_pml(miner)
-        self.uses_memory = cross_batch_memory is not None
-        if self.uses_memory:
-            if embed_dim is None:
-                raise ValueError(
-                    'MetricLearningHead: cross_batch_memory needs the embedding size; '
-                    'set `in_channels` (and `out_channels`) of the head.'
-                )
-            metric_loss = build_pml(
-                dict(
-                    type='CrossBatchMemory',
-                    loss=metric_loss,
-                    embedding_size=embed_dim,
-                    miner=self.miner,
-                    **cross_batch_memory,
-                )
-            )
-            self.miner = None  # used inside the memory
-        self.metric_loss = metric_loss
-        self.zero_shot_loss = MODELS.build(zero_shot_loss) if zero_shot_loss else None
-        if metric_loss_weight is None:
-            metric_loss_weight = 0.9 if self.zero_shot_loss is not None else 1.0
-        self.metric_loss_weight = metric_loss_weight
+        self.criterion = build_metric_loss(
+            loss,
+            miner,
+            memory=cross_batch_memory,
+            zero_shot=zero_shot_loss,
+            metric_weight=metric_loss_weight,
+            embedding_size=out_channels or in_channels,
+        )
         self.normalize = normalize
-        # PML's distributed wrappers, built on first use in a multi-process run; a tuple so
-        # they are not registered as sub-modules (the state dict stays the same).
-        self._distributed: tuple | None = None
+        self._register_load_state_dict_pre_hook(self._rename_legacy_keys)
 
     @property
     def needs_attributes(self) -> bool:
-        return self.zero_shot_loss is not None
+        return isinstance(self.criterion, ZeroShotLossWrapper)
+
+    @property
+    def metric_loss(self) -> nn.Module:
+        """The PML loss (a ``CrossBatchMemory`` with memory), read-only."""
+        return self._metric().loss
+
+    @property
+    def zero_shot_loss(self) -> nn.Module | None:
+        """The ``ZeroShotLoss``, or None; read-only."""
+        return self.criterion.zero_shot if self.needs_attributes else None
+
+    @property
+    def metric_loss_weight(self) -> float:
+        return self._metric().loss_weight
+
+    def _metric(self) -> MetricLoss:
+        return self.criterion.loss if self.needs_attributes else self.criterion
+
+    def _rename_legacy_keys(self, state_dict: dict, prefix: str, *args) -> None:
+        """Checkpoints from before ``build_metric_loss`` held ``metric_loss.*`` and
+        ``zero_shot_loss.*``; map them onto the criterion's keys."""
+        metric = 'criterion.loss.loss.' if self.needs_attributes else 'criterion.loss.'
+        renames = (
+            (prefix + 'metric_loss.', prefix + metric),
+            (prefix + 'zero_shot_loss.', prefix + 'criterion.zero_shot.'),
+        )
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            for old, new in renames:
+                if key.startswith(old):
+                    state_dict[new + key[len(old) :]] = state_dict.pop(key)
 
     def forward(self, feats: Sequence[Tensor] | Tensor) -> Tensor:
         x = feats[-1] if isinstance(feats, tuple | list) else feats
@@ -122,37 +139,16 @@ class MetricLearningHead(BaseModule):
     ) -> dict[str, Tensor]:
         embeddings = self(feats)
         labels = torch.cat([s.gt_label.reshape(-1) for s in data_samples]).to(embeddings.device)
-        metric_loss, miner = self.loss_and_miner()
-        if self.uses_memory:
-            metric = metric_loss(embeddings, labels)
-        else:
-            indices = miner(embeddings, labels) if miner is not None else None
-            metric = metric_loss(embeddings, labels, indices)
-        losses = {'loss_metric': self.metric_loss_weight * metric}
-        if self.zero_shot_loss is not None:
-            if attributes is None:
-                raise ValueError(
-                    'MetricLearningHead: zero_shot_loss needs attribute vectors, '
-                    "which only a GSP neck gives; use model.type='MetricLearner' "
-                    "with neck.type='GSP', or remove head.zero_shot_loss."
-                )
-            attr = attributes[-1] if isinstance(attributes, tuple | list) else attributes
-            losses['loss_zsr'] = self.zero_shot_loss(attr, labels)
-        return losses
-
-    def loss_and_miner(self) -> tuple:
-        """The PML loss and miner, through PML's distributed wrappers when world size > 1."""
-        if world_size() == 1:
-            return self.metric_loss, self.miner
-        if self._distributed is None:
-            from pytorch_metric_learning.utils.distributed import (
-                DistributedLossWrapper,
-                DistributedMinerWrapper,
+        if not self.needs_attributes:
+            return {'loss_metric': self.criterion(embeddings, labels)}
+        if attributes is None:
+            raise ValueError(
+                'MetricLearningHead: zero_shot_loss needs attribute vectors, '
+                "which only a GSP neck gives; use model.type='MetricLearner' "
+                "with neck.type='GSP', or remove head.zero_shot_loss."
             )
-
-            miner = DistributedMinerWrapper(self.miner) if self.miner is not None else None
-            self._distributed = (DistributedLossWrapper(self.metric_loss), miner)
-        return self._distributed
+        attr = attributes[-1] if isinstance(attributes, tuple | list) else attributes
+        return self.criterion.terms(embeddings, labels, attr)
 
     def predict(
         self, feats: Sequence[Tensor], data_samples: list[DataSample | None] | None = None

@@ -25,7 +25,7 @@ class VSEHead(BaseModule):
     to add a linear projection after pooling instead.
 
     Args:
-        loss: config of the ranking loss. Defaults to ``ContrastiveLoss``.
+        loss: config of the ranking loss. Defaults to ``VSEContrastiveLoss``.
         embed_dim: joint embedding size (needed only with a projection).
         img_in_channels: pooled image feature size to project from, or None.
         txt_in_channels: pooled caption feature size to project from, or None.
@@ -53,7 +53,7 @@ class VSEHead(BaseModule):
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.global_batch = global_batch
-        self.loss_module = MODELS.build(loss or dict(type='ContrastiveLoss'))
+        self.loss_module = MODELS.build(loss or dict(type='VSEContrastiveLoss'))
         self.img_proj = self._projection(img_in_channels, embed_dim)
         self.txt_proj = self._projection(txt_in_channels, embed_dim)
 

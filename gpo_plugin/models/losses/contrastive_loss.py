@@ -1,6 +1,13 @@
-"""VSE++ hinge-based triplet ranking loss (docs/vse.md#head-and-loss)."""
+"""VSE++ hinge-based triplet ranking loss (docs/vse.md#head-and-loss).
+
+Registered as ``VSEContrastiveLoss``: the VSE++ / VSE∞ code calls it ``ContrastiveLoss``, the
+prefix keeps that link while telling it apart from pytorch-metric-learning's
+``ContrastiveLoss`` (pairwise margins), a different loss. ``ContrastiveLoss`` stays an alias in
+the ``gpo_plugin`` scope only, for old configs, with a deprecation warning."""
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -9,7 +16,7 @@ from gpo_plugin.registry import MODELS
 
 
 @MODELS.register_module()
-class ContrastiveLoss(nn.Module):
+class VSEContrastiveLoss(nn.Module):
     """Bidirectional hinge loss over the in-batch similarity matrix S = im · sᵀ.
 
     ``cost_s[i, j] = [margin + S_ij - S_ii]_+`` (image i, negative caption j) and
@@ -40,7 +47,7 @@ class ContrastiveLoss(nn.Module):
     def forward(self, im: Tensor, s: Tensor) -> Tensor:
         if im.dim() != 2 or im.shape != s.shape:
             raise ValueError(
-                'ContrastiveLoss: image and caption embeddings must both be (B, D) '
+                f'{type(self).__name__}: image and caption embeddings must both be (B, D) '
                 f'with matching rows, got {tuple(im.shape)} and {tuple(s.shape)}.'
             )
         dtype = torch.promote_types(im.dtype, torch.float32)
@@ -61,3 +68,20 @@ class ContrastiveLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f'margin={self.margin}, max_violation={self.max_violation}'
+
+
+class ContrastiveLoss(VSEContrastiveLoss):
+    """Deprecated name of :class:`VSEContrastiveLoss` (same arguments), registered in the
+    ``gpo_plugin`` scope only so that PML's ``ContrastiveLoss`` keeps its name elsewhere."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        warnings.warn(
+            "type='ContrastiveLoss' for the VSE++ loss is deprecated: use "
+            "type='VSEContrastiveLoss' (same arguments) in the config's head.loss.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(*args, **kwargs)
+
+
+MODELS.register_local_alias('ContrastiveLoss', ContrastiveLoss)
