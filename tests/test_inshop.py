@@ -377,3 +377,118 @@ def test_mlrc_config_trains_a_fold_and_concatenates_from_the_command_line(inshop
     # The same model twice ranks exactly like the model alone.
     assert rows['concatenated'] == pytest.approx(rows['fold 0'], abs=0.01)
     assert rows['fold 0'] == rows['fold 1']
+
+
+# -- PML side --------------------------------------------------------------------------------------
+
+
+class _Points(torch.utils.data.Dataset):
+    def __init__(self, points, labels):
+        self.points, self.labels = torch.as_tensor(points), torch.as_tensor(labels)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.points[i], int(self.labels[i])
+
+
+def _pml_tester_accuracies(calculator, query, gallery):
+    from pytorch_metric_learning import testers
+
+    tester = testers.GlobalEmbeddingSpaceTester(
+        accuracy_calculator=calculator, dataloader_num_workers=0, batch_size=64
+    )
+    tester.test(
+        {'query': query, 'gallery': gallery},
+        1,
+        torch.nn.Identity(),
+        splits_to_eval=[('query', ['gallery'])],
+    )
+    return tester.all_accuracies['query']
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    num_query=st.integers(1, 20),
+    num_gallery=st.integers(2, 40),
+    num_labels=st.integers(1, 6),
+    levels=st.sampled_from([2, 3, None]),
+)
+def test_pml_tester_query_vs_gallery_knn_calculator_equals_pml(
+    seed, num_query, num_gallery, num_labels, levels
+):
+    from gpo_plugin.pml import KNNAccuracyCalculator
+
+    labels, is_query, rng = _query_gallery_case(seed, num_query, num_gallery, num_labels, 4)
+    points = rng.standard_normal((len(labels), 4)).astype(np.float32)
+    if levels is not None:
+        points = rng.integers(0, levels, points.shape).astype(np.float32) + 0.5
+    query = _Points(points[is_query], labels[is_query])
+    gallery = _Points(points[~is_query], labels[~is_query])
+    options = dict(
+        include=('precision_at_1', 'r_precision', 'mean_average_precision_at_r'),
+        k='max_bin_count',
+        device=torch.device('cpu'),
+    )
+    ours = _pml_tester_accuracies(KNNAccuracyCalculator(**options), query, gallery)
+    theirs = _pml_tester_accuracies(AccuracyCalculator(**options), query, gallery)
+    assert set(ours) == set(theirs)
+    for key, value in theirs.items():
+        assert ours[key] == pytest.approx(value, abs=1e-6), key
+    if levels is None:  # no ties: also the brute-force formulation (the tester l2-normalises)
+        unit = points / np.linalg.norm(points, axis=1, keepdims=True)
+        expected = _brute_force(
+            unit[is_query], labels[is_query], unit[~is_query], labels[~is_query], ()
+        )
+        for key, value in expected.items():
+            assert ours[f'{key}_level0'] == pytest.approx(value, abs=1e-6), key
+
+
+def test_pml_side_splits_the_inshop_test_split_into_query_and_gallery(inshop_root):
+    from gpo_plugin.pml.data import PMLDataset
+    from gpo_plugin.pml.runner import evaluation_splits
+
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+    test = PMLDataset(
+        dict(type='InShopMetricDataset', data_root=inshop_root, split='test', pipeline=pipeline)
+    )
+    sets, splits_to_eval = evaluation_splits(test)
+    assert splits_to_eval == [('query', ['gallery'])]
+    rows = _parse_partition(inshop_root)
+    assert len(sets['query']) == sum(s == 'query' for _, _, s in rows)
+    assert len(sets['gallery']) == sum(s == 'gallery' for _, _, s in rows)
+    flags = [test.dataset.get_data_info(i)['is_query'] for i in range(len(test))]
+    assert sets['query'].labels.tolist() == [
+        int(y) for y, q in zip(test.labels, flags, strict=True) if q
+    ]
+    assert sets['gallery'][0][1] == int(sets['gallery'].labels[0])
+    train = PMLDataset(dict(type='InShopMetricDataset', data_root=inshop_root, pipeline=pipeline))
+    assert evaluation_splits(train) == ({'val': train}, None)
+
+
+@pytest.mark.slow
+def test_pml_trains_inshop_config_query_vs_gallery_from_the_command_line(inshop_root, tmp_path):
+    work_dir = tmp_path / 'pml'
+    options = [o for o in TINY if not o.startswith('test_dataloader')] + [
+        'model.neck.num_prototypes=8',  # k-center needs as many pooled embeddings (48 images)
+        f'train_dataloader.dataset.data_root={inshop_root}',
+        f'val_dataloader.dataset.data_root={inshop_root}',
+        'pml.device=cpu',
+    ]
+    out = _cli(
+        'tools/train_pml.py',
+        'configs/dml_gsp_inshop.py',
+        '--work-dir',
+        str(work_dir),
+        '--cfg-options',
+        *options,
+    )
+    assert "Computing accuracy for the query split w.r.t ['gallery']" in out
+    assert 'mean_average_precision_at_r_level0' in out.splitlines()[-1]
+    assert (
+        work_dir
+        / 'logs'
+        / 'accuracies_normalized_GlobalEmbeddingSpaceTester_level_0_QUERY_vs_GALLERY.csv'
+    ).is_file()
