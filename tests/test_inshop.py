@@ -486,7 +486,8 @@ def test_pml_trains_inshop_config_query_vs_gallery_from_the_command_line(inshop_
         *options,
     )
     assert "Computing accuracy for the query split w.r.t ['gallery']" in out
-    assert 'mean_average_precision_at_r_level0' in out.splitlines()[-1]
+    final = [line for line in out.splitlines() if line.startswith('validation accuracies: {')]
+    assert len(final) == 1 and 'mean_average_precision_at_r_level0' in final[0]
     assert (
         work_dir
         / 'logs'
