@@ -47,7 +47,7 @@ demo-pml: $(STAMP)
 	$(PY) tools/pml_digits_demo.py
 
 # The In-Shop configs (GSP and average pooling) trained and tested from the command line on a
-# generated set in the In-Shop layout (a smoke run, ~3 min); `--generate` only writes the set.
+# generated set in the In-Shop layout (a smoke run, ~1.5 min); `--generate` only writes the set.
 demo-inshop: $(STAMP)
 	$(PY) tools/inshop_demo.py
 

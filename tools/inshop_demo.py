@@ -83,7 +83,11 @@ def main() -> None:
     print('|---|' + '---|' * len(COLUMNS))
     for name, metrics in rows:
         values = [metrics.get(f'dml/{key}') for _, key in COLUMNS]
-        print(f'| {name} | ' + ' | '.join('-' if v is None else f'{100 * v:.1f}' for v in values))
+        print(
+            f'| {name} | '
+            + ' | '.join('-' if v is None else f'{100 * v:.1f}' for v in values)
+            + ' |'
+        )
 
 
 if __name__ == '__main__':
