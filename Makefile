@@ -10,7 +10,7 @@ export MKL_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo demo-video demo-grid demo-patterns demo-dml demo-pml demo-inshop test lint format bench
+.PHONY: install demo demo-video demo-grid demo-patterns demo-dml demo-pml demo-inshop test lint format bench gpu-check
 
 install: $(STAMP)
 
@@ -65,12 +65,16 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format $(LINTED)
 
 # Every benchmark table of docs/benchmarks.md (CPU, one thread; ~50 min on 2 cores; add
-# BENCH_ARGS='--device cuda' on a GPU machine: the two CPU-only scripts then say so and skip).
+# BENCH_ARGS='--device cuda' on a GPU machine).
 bench: $(STAMP)
-	$(PY) benchmarks/benchmark_matmul.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_pooling.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_train_step.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_eval.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_gsp.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_metrics.py $(BENCH_ARGS)
 	$(PY) benchmarks/benchmark_pml_tester.py $(BENCH_ARGS)
+
+# On a machine with a CUDA GPU: the CUDA tests, every benchmark on the GPU at reduced repeats
+# and the memory check, into outputs/gpu_check_report.md (under 8 minutes; docs/benchmarks.md).
+gpu-check: $(STAMP)
+	PY=$(PY) tools/gpu_check.sh outputs/gpu_check_report.md

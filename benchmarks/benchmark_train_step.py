@@ -7,10 +7,8 @@ the text branch (embedding + BiGRU over packed captions), two GPOs, the summed h
 gradient-norm clipping (2.0) and an AdamW step. Ours is ``VSERetriever.train_step`` with
 ``vse_collate`` and mmengine's ``OptimWrapper``, as the Runner calls it, timed with the
 text GRU the encoder picks by default (``gru_impl='auto'``: the stepped GRU on CPU) and
-with ``nn.GRU`` (``gru_impl='packed'``, the CUDA default), and once more with every float32
-product left to PyTorch's default BLAS (``onednn_routing(False)``: MKL on x86), which
-separates the gain of oneDNN's kernels from that of the code's layout. A second table
-breaks our step down by part, each part's forward + backward timed on its own.
+with ``nn.GRU`` (``gru_impl='packed'``, the CUDA default). A second table breaks our step
+down by part, each part's forward + backward timed on its own.
 
     python benchmarks/benchmark_train_step.py [--device cuda] [--feat-dim 2048] [--repeats 5]
 """
@@ -19,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-from contextlib import nullcontext
 
 import torch
 from harness import add_common_args, describe_run, setup, time_interleaved
@@ -28,7 +25,6 @@ from mmengine.optim import OptimWrapper
 import gpo_plugin  # noqa: F401  (registers the modules)
 from gpo_plugin.datasets.vse_collate import vse_collate
 from gpo_plugin.registry import MODELS
-from gpo_plugin.utils.onednn_linear import onednn_routing
 
 from references.vse_step import published_train_step
 
@@ -156,7 +152,6 @@ def main() -> None:
     # Our step with the text GRU as nn.GRU (what 'auto' picks on CUDA), same weights.
     ours_nn = build_model(args, gru_impl='packed').to(device).train()
     ours_nn.load_state_dict(ours.state_dict())
-    ours_mkl = copy.deepcopy(ours)  # our step with every product left to MKL
     optim_wrapper = adamw_wrapper(ours)
     their_optimizer = torch.optim.AdamW(theirs.parameters(), lr=5e-4, weight_decay=1e-4)
     batches = [make_samples(args, seed) for seed in range(args.warmup + args.repeats)]
@@ -166,16 +161,13 @@ def main() -> None:
     def run_published():
         return published_train_step(theirs, their_optimizer, next(published_batches), device)
 
-    def our_step(model, optim_wrapper: OptimWrapper, onednn: bool | None = None):
-        """A zero-argument training step of ``model`` on the next batch; ``onednn`` forces
-        the product routing (None: the process default)."""
+    def our_step(model, optim_wrapper: OptimWrapper):
+        """A zero-argument training step of ``model`` on the next batch."""
         step = iter(batches)
 
         def run():
-            routing = nullcontext() if onednn is None else onednn_routing(onednn)
-            with routing:
-                data = vse_collate(as_packed(next(step)))
-                return model.train_step(data, optim_wrapper)['loss'].item()
+            data = vse_collate(as_packed(next(step)))
+            return model.train_step(data, optim_wrapper)['loss'].item()
 
         return run
 
@@ -186,9 +178,6 @@ def main() -> None:
         ),
         "gpo_plugin VSERetriever.train_step (text GRU: 'packed', nn.GRU)": our_step(
             ours_nn, adamw_wrapper(ours_nn)
-        ),
-        'gpo_plugin VSERetriever.train_step (stepped GRU, oneDNN routing off: MKL products)': (
-            our_step(ours_mkl, adamw_wrapper(ours_mkl), onednn=False)
         ),
     }
     # Both start from the same weights: the first losses must agree up to BatchNorm over

@@ -24,7 +24,6 @@ SCRIPTS = {
         *('--dim', '16', '--prototypes', '4'),
     ],
     'benchmark_metrics.py': ['--num', '400', '--classes', '80', '--dim', '8'],
-    'benchmark_matmul.py': ['--shapes', 'gru-step', 'knn-block'],
     'benchmark_grid.py': ['--settings', 'resnet50:64', 'resnet50:64:cp', '--batch-size', '2'],
     'benchmark_pml_tester.py': ['--num', '400', '--classes', '80', '--dim', '8', '--torch-knn'],
 }

@@ -103,12 +103,12 @@ def test_duplicate_image_ids(demo, tmp_path):
 
 def test_per_caption_ids_must_repeat_their_image_id(demo, tmp_path):
     root = copy_split(demo, tmp_path)
-    ids = [f'im{i}' for i in range(12) for _ in range(5)]
+    ids = [f'{100 + i}' for i in range(12) for _ in range(5)]
     (root / 'train_ids.txt').write_text('\n'.join(ids) + '\n')
-    assert dataset(root).metainfo['image_ids'][:2] == ['im0', 'im1']
-    ids[8] = 'im9'  # caption 3 of image 1
+    assert dataset(root).metainfo['image_ids'][:2] == ['100', '101']
+    ids[8] = '109'  # caption 3 of image 1
     (root / 'train_ids.txt').write_text('\n'.join(ids) + '\n')
-    with pytest.raises(ValueError, match=r"train_ids.txt:9: id 'im9' differs from 'im1' on line 6"):
+    with pytest.raises(ValueError, match=r"train_ids.txt:9: id '109' differs from '101' on line 6"):
         dataset(root)
 
 

@@ -10,6 +10,7 @@ without image files have every sample prepared once.
 from __future__ import annotations
 
 import argparse
+import errno
 from collections.abc import Sequence
 
 import mmcv
@@ -28,6 +29,8 @@ def check_image_file(path: str) -> str | None:
         with open(path, 'rb') as f:
             data = f.read()
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            return 'is a symlink loop (a link that leads back to itself); point it at the image'
         return f'cannot be read ({error.strerror})'
     if not data:
         return 'is empty (0 bytes)'
@@ -71,6 +74,18 @@ def scan_dataset(dataset, log=print) -> list[str]:
     return problems
 
 
+def construction_problems(key: str, error: Exception) -> list[str]:
+    """Problem lines for a dataset that could not be built: every bad file the error lists
+    (``error.problems``, set by the readers' image checks), else its message."""
+    while error.__cause__ is not None and not hasattr(error, 'problems'):
+        error = error.__cause__  # registries re-raise build errors wrapped
+    listed = getattr(error, 'problems', None)
+    if listed:
+        return list(listed)
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ''
+    return [f'{key}: the dataset cannot be built: {type(error).__name__}: {first_line}']
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description='Check every sample of the datasets of a config.')
     p.add_argument('config')
@@ -104,7 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         seen.append(dataset_cfg)
         print(f'{key}:')
-        dataset = DATASETS.build(dataset_cfg)  # annotation files are checked while building
+        try:  # annotation files are checked while building
+            dataset = DATASETS.build(dataset_cfg)
+        except Exception as error:  # report it and go on with the other datasets
+            problems += construction_problems(key, error)
+            continue
         problems += scan_dataset(dataset)
     for line in problems:
         print(f'  PROBLEM: {line}')

@@ -179,18 +179,14 @@ def save_arrays(retrieval, sims_path: str | None, ranks_path: str | None) -> Non
 
 def similarity_matrix(img: torch.Tensor, txt: torch.Tensor, chunk: int = 256) -> np.ndarray:
     """(N_img, N_txt) float32 scores, the product the ranks are computed from."""
-    from gpo_plugin.utils.onednn_linear import matmul_nt
 
-    return torch.cat(
-        [matmul_nt(img[lo : lo + chunk], txt) for lo in range(0, len(img), chunk)]
-    ).numpy()
+    return torch.cat([img[lo : lo + chunk] @ txt.t() for lo in range(0, len(img), chunk)]).numpy()
 
 
 def _topk(queries, gallery, rule, topk_by_rule, chunk: int = 256) -> np.ndarray:
-    from gpo_plugin.utils.onednn_linear import matmul_nt
 
     parts = [
-        topk_by_rule(matmul_nt(queries[lo : lo + chunk], gallery), TOPK, rule)[1]
+        topk_by_rule(queries[lo : lo + chunk] @ gallery.t(), TOPK, rule)[1]
         for lo in range(0, len(queries), chunk)
     ]
     return torch.cat(parts).numpy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import os.path as osp
 from abc import abstractmethod
@@ -114,25 +115,41 @@ class MetricLearningDataset(BaseDataset):
     def check_images(self, relative_paths: list[str]) -> None:
         """Every listed image exists and is not empty (a cheap ``stat``; decoding is checked
         on first use, and for all images up front by ``tools/check_dataset.py``)."""
-        missing, empty = [], []
+        missing, empty, loops = [], [], []
         for p in relative_paths:
             try:
                 if os.stat(osp.join(self.data_root, p)).st_size == 0:
                     empty.append(p)
-            except OSError:
-                missing.append(p)
-        if missing:
-            raise FileNotFoundError(
-                f'{type(self).__name__}: {len(missing)} image(s) listed in the '
-                f'annotations are missing, e.g. '
-                f'{osp.join(self.data_root, missing[0])}. Expected layout '
-                f'under data_root:\n{self.LAYOUT}'
+            except OSError as error:
+                (loops if error.errno == errno.ELOOP else missing).append(p)
+        # Every bad path rides on the error (``problems``) for tools/check_dataset.py.
+        problems = [
+            f'{osp.join(self.data_root, p)} {what}'
+            for group, what in (
+                (missing, 'is missing'),
+                (loops, 'is a symlink loop'),
+                (empty, 'is empty (0 bytes)'),
             )
-        if empty:
-            raise ValueError(
+            for p in group
+        ]
+        if missing or loops:
+            counts = [f'{len(missing)} missing'] if missing else []
+            if loops:
+                counts.append(f'{len(loops)} symlink loop(s) (links leading back to themselves)')
+            error = FileNotFoundError(
+                f'{type(self).__name__}: image(s) listed in the annotations: '
+                f'{" and ".join(counts)}, e.g. {problems[0]}. Expected layout under '
+                f'data_root:\n{self.LAYOUT}'
+            )
+        elif empty:
+            error = ValueError(
                 f'{type(self).__name__}: {len(empty)} image file(s) are empty (0 bytes), e.g. '
                 f'{osp.join(self.data_root, empty[0])}; restore them from the dataset archive.'
             )
+        else:
+            return
+        error.problems = problems
+        raise error
 
     def prepare_data(self, idx: int):
         """The sample through the pipeline; a failure (an unreadable or corrupt image) names

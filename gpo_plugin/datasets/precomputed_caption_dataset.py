@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 from mmengine.dataset import BaseDataset
 
 from gpo_plugin.registry import DATASETS
+from gpo_plugin.utils.vocab import split_words
 
-from .text_tokenizers import build_caption_tokenizer
+from .text_tokenizers import VocabTokenizer, build_caption_tokenizer
+
+# Words kept of a caption (DEFAULT_MAX_WORDS); COCO and Flickr30K captions are about 10 words.
+DEFAULT_MAX_WORDS = 100
 
 
 @DATASETS.register_module()
@@ -19,7 +24,13 @@ class PrecompCaptionDataset(BaseDataset):
     Files under ``data_root`` (the layout of every VSE repository since SCAN):
     ``{split}_ims.npy`` (N, R, D) float features, memory-mapped; ``{split}_caps.txt``, one
     caption a line, k consecutive lines per image (k = #captions / N, 5 for COCO/F30K);
-    ``{split}_ids.txt`` (optional), one id a line for each image or each caption.
+    ``{split}_ids.txt`` (optional), one integer id a line for each image or each caption.
+
+    Captions longer than ``max_words`` words are cut to their first ``max_words`` (with one
+    warning for the split): one runaway caption would otherwise make its whole batch's text
+    encoder run as long as it. With a word vocabulary, captions made only of unknown words
+    (every token ``<unk>``: usually a vocabulary built from other captions) are kept but
+    named in a warning.
 
     A sample (before the pipeline) holds ``regions`` (R, D) float32, ``token_ids`` /
     ``word_ids`` of the tokenised caption, ``img_idx`` (image index in the split),
@@ -38,6 +49,8 @@ class PrecompCaptionDataset(BaseDataset):
             1000 for the COCO ``dev`` validation of the reference code. ``None``: all.
         check_finite: scan the features once, when the file is opened (in chunks of the
             memory map), and refuse NaN/inf naming the image. Defaults to True.
+        max_words: longest caption kept, in words (``split_words``: words and punctuation
+            marks); longer ones are truncated. Defaults to 100. ``None``: no limit.
         pipeline: transforms applied to each sample.
         test_mode: mmengine flag (no effect on the data).
     """
@@ -51,6 +64,7 @@ class PrecompCaptionDataset(BaseDataset):
         captions_per_image: int | None = None,
         max_images: int | None = None,
         check_finite: bool = True,
+        max_words: int | None = DEFAULT_MAX_WORDS,
         pipeline: list | None = None,
         test_mode: bool = False,
         **kwargs,
@@ -60,6 +74,7 @@ class PrecompCaptionDataset(BaseDataset):
         self.expected_k = captions_per_image
         self.max_images = max_images
         self.check_finite = check_finite
+        self.max_words = max_words
         self.tokenizer = build_caption_tokenizer(tokenizer)
         self._ims: np.ndarray | None = None
         super().__init__(
@@ -99,16 +114,17 @@ class PrecompCaptionDataset(BaseDataset):
                     f"'{self.split}'. Set `data_root` to the folder with {{split}}_ims.npy, "
                     '{split}_caps.txt, {split}_ids.txt (e.g. via --cfg-options).'
                 )
-        try:
-            ims = np.load(ims_path, mmap_mode='r')
-        except ValueError as err:
-            raise ValueError(
-                f'PrecompCaptionDataset: {ims_path} is not a readable .npy array ({err}).'
-            ) from None
+        ims = load_features(ims_path)
         if ims.ndim != 3:
             raise ValueError(
                 f'PrecompCaptionDataset: {ims_path} must hold an (N, R, D) array '
                 f'(images, regions, feature dim), got shape {ims.shape}.'
+            )
+        if 0 in ims.shape:
+            raise ValueError(
+                f'PrecompCaptionDataset: {ims_path} holds no features (shape {ims.shape}); '
+                'it needs at least one image with at least one region of at least one channel. '
+                'Re-extract the features of this split.'
             )
         if ims.dtype not in FEATURE_DTYPES:
             raise TypeError(
@@ -122,9 +138,11 @@ class PrecompCaptionDataset(BaseDataset):
                 f'config expects feat_dim={self.feat_dim}; set `feat_dim` of the dataset and '
                 '`in_channels` of the image encoder to the features you have.'
             )
-        captions = read_captions(caps_path)
+        captions = cap_caption_words(read_captions(caps_path), self.max_words, caps_path)
+        if isinstance(self.tokenizer, VocabTokenizer):
+            warn_unknown_only(captions, self.tokenizer, caps_path)
         num_images, num_caps = ims.shape[0], len(captions)
-        if num_images == 0 or num_caps == 0 or num_caps % num_images:
+        if num_caps == 0 or num_caps % num_images:
             raise ValueError(
                 f'PrecompCaptionDataset: {caps_path} has {num_caps} captions for {num_images} '
                 f'images in {ims_path}; expected a positive multiple of {num_images} (k '
@@ -159,6 +177,13 @@ class PrecompCaptionDataset(BaseDataset):
                         f'their image on all k = {k} consecutive lines.'
                     )
             numbered = numbered[::k]
+        for n, image_id in numbered:
+            if not _is_integer(image_id):
+                raise ValueError(
+                    f'PrecompCaptionDataset: {path}:{n}: id {image_id!r} is not an integer; '
+                    'the file holds one integer image id a line (e.g. COCO ids). Fix that line '
+                    'or remove the file (ids then default to 0..N-1).'
+                )
         if len(numbered) != num_images:
             raise ValueError(
                 f'PrecompCaptionDataset: {path} has {len(numbered)} ids; expected one '
@@ -187,6 +212,70 @@ class PrecompCaptionDataset(BaseDataset):
 FEATURE_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 # Elements scanned at a time by check_finite_features (64 MiB of float32).
 _CHUNK = 1 << 24
+
+
+def load_features(path: Path) -> np.ndarray:
+    """Memory-map a ``{split}_ims.npy``; an empty, truncated or foreign file names itself."""
+    if path.stat().st_size == 0:
+        raise ValueError(
+            f'PrecompCaptionDataset: {path} is empty (0 bytes), e.g. from an interrupted copy '
+            'or extraction; copy or extract the features again.'
+        )
+    try:
+        return np.load(path, mmap_mode='r')
+    except (ValueError, EOFError, OSError) as err:
+        raise ValueError(
+            f'PrecompCaptionDataset: {path} is not a readable .npy array ({type(err).__name__}: '
+            f'{err}); it may be truncated or another format. Write it with numpy.save.'
+        ) from None
+
+
+def _is_integer(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def cap_caption_words(captions: list[str], max_words: int | None, path: Path) -> list[str]:
+    """``captions`` with each cut to its first ``max_words`` words; one warning names how
+    many were cut and the longest."""
+    if max_words is None:
+        return captions
+    if max_words < 1:
+        raise ValueError(f'PrecompCaptionDataset: max_words must be >= 1 or None, got {max_words}.')
+    long = [(n, words) for n, c in enumerate(captions) if len(words := split_words(c)) > max_words]
+    if not long:
+        return captions
+    captions = list(captions)
+    for n, words in long:
+        captions[n] = ' '.join(words[:max_words])
+    longest, words = max(long, key=lambda item: len(item[1]))
+    warnings.warn(
+        f'PrecompCaptionDataset: {path}: {len(long)} caption(s) longer than max_words='
+        f'{max_words} were cut to {max_words} words (the longest, caption {longest} on line '
+        f'{longest + 1}, has {len(words)}); raise `max_words` in the dataset config to keep more.',
+        stacklevel=2,
+    )
+    return captions
+
+
+def warn_unknown_only(captions: list[str], tokenizer: VocabTokenizer, path: Path) -> list[int]:
+    """Warn about (and return) the indices of captions none of whose words is in the
+    vocabulary: they train on ``<unk>`` tokens only."""
+    known = tokenizer.word2idx
+    unknown = [n for n, c in enumerate(captions) if not any(w in known for w in split_words(c))]
+    if unknown:
+        shown = ', '.join(str(n) for n in unknown[:10]) + (', ...' if len(unknown) > 10 else '')
+        warnings.warn(
+            f'PrecompCaptionDataset: {path}: {len(unknown)} caption(s) have no word in the '
+            f'vocabulary and become <unk> tokens only (caption indices {shown}; line = index '
+            '+ 1). Build the vocabulary from these captions (tools/build_vocab.py) if that is '
+            'not intended.',
+            stacklevel=2,
+        )
+    return unknown
 
 
 def read_lines(path: Path) -> list[str]:

@@ -31,13 +31,50 @@ def batch_sample_ids(data_batch) -> dict[str, list[int]]:
     return {}
 
 
+def non_finite_input_rows(data_batch) -> list[int]:
+    """Batch positions whose float inputs hold NaN/inf (``inputs`` a batched tensor, a dict
+    of them, or a list of per-sample tensors); the likely culprits of a non-finite loss."""
+    inputs = data_batch.get('inputs') if isinstance(data_batch, dict) else None
+    if isinstance(inputs, list | tuple):
+        return [i for i, x in enumerate(inputs) if _is_float(x) and not x.isfinite().all()]
+    tensors = inputs.values() if isinstance(inputs, dict) else [inputs]
+    bad: set[int] = set()
+    for x in tensors:
+        if _is_float(x) and x.dim() > 0:
+            bad.update((~x.isfinite()).reshape(len(x), -1).any(1).nonzero().flatten().tolist())
+    return sorted(bad)
+
+
+def _is_float(x) -> bool:
+    return isinstance(x, torch.Tensor) and x.is_floating_point()
+
+
+def describe_samples(data_batch) -> str:
+    """The samples with non-finite inputs (if any), then every sample id, with counts."""
+    ids = batch_sample_ids(data_batch)
+    if not ids:
+        return 'Sample ids of the batch: not available.'
+    size = max(len(v) for v in ids.values())
+    text = f'Sample ids of the batch (all {size}): ' + ', '.join(f'{k}={v}' for k, v in ids.items())
+    rows = non_finite_input_rows(data_batch)
+    if rows:
+        named = ', '.join(f'{k}={[v[r] for r in rows if r < len(v)]}' for k, v in ids.items())
+        text = (
+            f'Samples with non-finite inputs ({len(rows)} of {size}, batch positions {rows}): '
+            f'{named}. {text}'
+        )
+    return text + '.'
+
+
 @HOOKS.register_module()
 class NonFiniteLossHook(Hook):
     """Raise :class:`NonFiniteLossError` when a training iteration's loss is NaN or infinite.
 
     One bad value (a NaN feature, an overflow) turns every gradient and then every parameter
     into NaN, and gradient clipping does not stop it. The error names the iteration, the epoch,
-    each loss term's value and the batch's sample ids. It runs before the checkpoint hook, so
+    each loss term's value, the samples whose inputs hold NaN/inf (the loss terms are batch
+    means, so a sample's own term is not available) and every sample id of the batch, with
+    the count. It runs before the checkpoint hook, so
     no checkpoint of the poisoned parameters is written.
     """
 
@@ -53,11 +90,9 @@ class NonFiniteLossHook(Hook):
         }
         if all(math.isfinite(v) for v in values.values()):
             return
-        ids = batch_sample_ids(data_batch)
-        shown = ', '.join(f'{k}={v[:64]}' for k, v in ids.items()) or 'not available'
         raise NonFiniteLossError(
             f'non-finite training loss at iteration {runner.iter + 1} (epoch {runner.epoch + 1}, '
-            f'batch {batch_idx} of the epoch): {values}. Sample ids of the batch: {shown}. '
+            f'batch {batch_idx} of the epoch): {values}. {describe_samples(data_batch)} '
             'Check these samples for NaN/inf inputs (tools/check_dataset.py CONFIG), or lower '
             'the learning rate.'
         )

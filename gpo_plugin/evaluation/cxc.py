@@ -24,8 +24,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gpo_plugin.utils.onednn_linear import matmul_nt
-
 from .functional.retrieval_ranks import check_tie_rule, rule_position
 
 I2I_THRESHOLD = 2.5  # CxC paper: an image pair rated >= 2.5 is a positive
@@ -144,7 +142,7 @@ def _ranks(queries, gallery, positives, keep, intra, tie_rule, chunk: int = 256)
     ranks = []
     for lo in range(0, len(keep), chunk):
         rows = torch.tensor(keep[lo : lo + chunk], dtype=torch.long)
-        scores = matmul_nt(queries[rows], gallery)
+        scores = queries[rows] @ gallery.t()
         if intra:  # the published code zeroes the self-similarity; the item stays a candidate
             scores[torch.arange(len(rows)), rows] = 0
         for row, q in zip(scores.numpy(), rows.tolist(), strict=True):

@@ -18,11 +18,10 @@ recorded). See docs/benchmarks.md#vse-training-iteration-benchmarksbenchmark_tra
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
-
-from gpo_plugin.utils.onednn_linear import linear, matmul_nt
 
 
 def stepped_gru(gru: nn.GRU, packed: PackedSequence) -> PackedSequence:
@@ -48,7 +47,7 @@ def stepped_gru(gru: nn.GRU, packed: PackedSequence) -> PackedSequence:
             w_ih = torch.cat([getattr(gru, f'weight_ih_{name}') for name in names])
             b_ih = torch.cat([getattr(gru, f'bias_ih_{name}') for name in names])
             # Every step's input projection, both directions, in one product.
-            projected = linear(data.to(w_ih.dtype), w_ih, b_ih)
+            projected = F.linear(data.to(w_ih.dtype), w_ih, b_ih)
             outputs = [
                 _Recurrence.apply(
                     part,
@@ -122,7 +121,7 @@ class _Recurrence(torch.autograd.Function):
             if carried < size:
                 recurrent[carried:] = b_hh
             if carried:
-                recurrent[:carried] = matmul_nt(h[:carried], w_hh, b_hh)
+                recurrent[:carried] = torch.addmm(b_hh, h[:carried], w_hh.t())
             gate = gates[rows]
             torch.add(projected[rows, :two], recurrent[:, :two], out=gate[:, :two])
             gate[:, :two].sigmoid_()
@@ -163,11 +162,11 @@ class _Recurrence(torch.autograd.Function):
             # Only continuing rows pass gradient on; the others started from zero.
             if carried:
                 torch.add(
-                    matmul_nt(d_recurrent[:carried], w_hh_t),
+                    d_recurrent[:carried] @ w_hh_t.t(),
                     grad_h[:carried] * update[:carried],
                     out=carry[:carried],
                 )
         # The recurrent weights' gradients: one product over every row, not one per step
         # (rows with a zero previous state add nothing, but skipping them costs a gather).
-        grad_w_hh = matmul_nt(grad_recurrent.t(), previous_states.t())
+        grad_w_hh = grad_recurrent.t() @ previous_states
         return grad_projected, grad_w_hh, grad_recurrent.sum(0), None, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -18,7 +19,8 @@ class ClassDisjointSampler(Sampler[int]):
     disjoint classes (the number of classes per batch must be even).
 
     Set the dataloader's ``batch_size`` to the same ``batch_size``. Classes with fewer than
-    ``num_per_class`` samples are sampled with replacement. An epoch has
+    ``num_per_class`` samples are sampled with replacement (a warning names them: a class
+    with a single image contributes that image ``num_per_class`` times). An epoch has
     ``len(dataset) // batch_size`` batches (split across ranks); ``set_epoch`` reshuffles.
 
     Args:
@@ -52,6 +54,7 @@ class ClassDisjointSampler(Sampler[int]):
             )
         order = torch.argsort(inverse, stable=True)
         counts = torch.bincount(inverse)
+        warn_small_classes(self.classes, counts, num_per_class)
         self.members = list(torch.split(order, counts.tolist()))
         self.batch_size = batch_size
         self.num_per_class = num_per_class
@@ -82,6 +85,23 @@ class ClassDisjointSampler(Sampler[int]):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+
+def warn_small_classes(classes: torch.Tensor, counts: torch.Tensor, num_per_class: int) -> None:
+    """Warn, naming them, about classes with fewer than ``num_per_class`` samples: their
+    samples repeat within a batch (one image drawn ``num_per_class`` times makes positive
+    pairs of an image with itself)."""
+    small = (counts < num_per_class).nonzero().flatten().tolist()
+    if not small:
+        return
+    named = ', '.join(f'{int(classes[i])} ({int(counts[i])})' for i in small[:20])
+    more = f' and {len(small) - 20} more' if len(small) > 20 else ''
+    warnings.warn(
+        f'ClassDisjointSampler: {len(small)} class(es) have fewer than num_per_class='
+        f'{num_per_class} samples and are drawn with repetition within a batch; label '
+        f'(samples): {named}{more}. Lower num_per_class or drop these classes.',
+        stacklevel=3,
+    )
 
 
 def _labels_of(dataset) -> torch.Tensor:

@@ -19,8 +19,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gpo_plugin.utils.onednn_linear import matmul_nt
-
 TIE_RULES = ('published', 'optimistic', 'pessimistic')
 # Columns of the score matrix gathered at once for the rows resolved by argsort.
 _GATHER_BYTES = 256 << 20
@@ -196,14 +194,14 @@ class _Pass:
         truth = torch.empty(len(self.txt), dtype=self.img.dtype, device=self.img.device)
         for _, start, stop in self.blocks():
             lo, hi = int(self.first[start]), int(self.last[stop - 1])
-            block = matmul_nt(self.img[start:stop], self.txt[lo:hi])
+            block = self.img[start:stop] @ self.txt[lo:hi].t()
             rows = self.cap_img[lo:hi] - start
             truth[lo:hi] = block[rows, torch.arange(hi - lo, device=block.device)]
         return truth
 
     def run(self) -> None:
         for cols, start, stop in self.blocks():
-            scores = matmul_nt(self.img[start:stop], self.txt)  # (c, N_txt)
+            scores = self.img[start:stop] @ self.txt.t()  # (c, N_txt)
             self._block(scores, start, stop, cols)
 
     def _block(self, scores: Tensor, start: int, stop: int, cols: slice) -> None:
@@ -306,7 +304,7 @@ class _Pass:
             gathered = torch.empty(n_img, len(group), dtype=self.img.dtype, device=self.img.device)
             for _, start, stop in self.blocks():
                 # The very product of the first pass (same operands, same shapes).
-                gathered[start:stop] = matmul_nt(self.img[start:stop], self.txt)[:, group]
+                gathered[start:stop] = (self.img[start:stop] @ self.txt.t())[:, group]
             gathered = gathered.cpu().numpy()
             for g, caption in enumerate(group.tolist()):
                 image = int(self.cap_img[caption])

@@ -17,8 +17,6 @@ import math
 import torch
 from torch import Tensor
 
-from gpo_plugin.utils.onednn_linear import matmul_nt
-
 GROUP = 32  # scores per group of a row scan (consecutive in memory); blocks are multiples of it
 # Scores per group of a column scan. A column's scores lie one block row apart, so every
 # score gathered from a passing group is its own cache line: smaller groups gather less
@@ -51,14 +49,14 @@ def symmetric_knn(
     # the other blocks looks only at scores below each list's k-th distance.
     for start in starts:
         rows = slice(start, min(start + block, total))
-        distances = matmul_nt(left[rows], right[rows])
+        distances = left[rows] @ right[rows].t()
         distances.fill_diagonal_(math.inf)
         best.initialise(rows, distances)
     for i, row_start in enumerate(starts):
         rows = slice(row_start, min(row_start + block, total))
         for col_start in starts[i + 1 :]:
             cols = slice(col_start, min(col_start + block, total))
-            distances = matmul_nt(left[rows], right[cols])
+            distances = left[rows] @ right[cols].t()
             for_rows = _row_candidates(distances, best.threshold(rows), rows, cols)
             for_cols = _row_candidates(distances.t(), best.threshold(cols), cols, rows)
             # Rows and columns are disjoint sets of lists: one merge serves both.

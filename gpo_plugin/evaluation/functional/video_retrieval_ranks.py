@@ -7,8 +7,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gpo_plugin.utils.onednn_linear import matmul_nt
-
 TIE_RULES = ('published', 'optimistic', 'pessimistic')
 
 
@@ -22,9 +20,7 @@ def check_tie_rule(tie_rule: str) -> str:
 def video_scores(vid_emb: Tensor, txt_emb: Tensor, chunk_size: int = 256) -> Tensor:
     """The (N_vid, N_cap) float32 similarity matrix, ``chunk_size`` video rows at a time."""
     vid, txt = vid_emb.float(), txt_emb.float()
-    return torch.cat(
-        [matmul_nt(vid[lo : lo + chunk_size], txt) for lo in range(0, len(vid), chunk_size)]
-    )
+    return torch.cat([vid[lo : lo + chunk_size] @ txt.t() for lo in range(0, len(vid), chunk_size)])
 
 
 @torch.no_grad()

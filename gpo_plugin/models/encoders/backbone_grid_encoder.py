@@ -11,7 +11,6 @@ from torch.utils.checkpoint import checkpoint
 
 from gpo_plugin.ops import length_mask
 from gpo_plugin.registry import MODELS
-from gpo_plugin.utils.onednn_linear import linear
 
 
 def grid_keep_mask(drop_rate: Tensor, drop_seed: Tensor, num_vectors: int) -> Tensor:
@@ -176,6 +175,6 @@ class BackboneGridEncoder(BaseModule):
             grid, lengths = compact_sets(grid, keep)
         else:
             lengths = torch.full((batch,), num, dtype=torch.long, device=grid.device)
-        features = linear(grid, self.fc.weight, self.fc.bias)
+        features = self.fc(grid)
         features = features * length_mask(lengths, num).unsqueeze(-1)
         return self.gpool.pool_padded(features, lengths).pooled

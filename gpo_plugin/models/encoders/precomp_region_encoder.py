@@ -10,7 +10,6 @@ from torch import Tensor, nn
 
 from gpo_plugin.ops import length_mask
 from gpo_plugin.registry import MODELS
-from gpo_plugin.utils.onednn_linear import linear
 
 from ..utils.checks import check_set_input
 
@@ -18,8 +17,7 @@ from ..utils.checks import check_set_input
 class RegionMLP(nn.Module):
     """Linear -> BatchNorm1d -> ReLU -> Linear on a flat (M, C) batch of regions.
 
-    Sub-module names (``layers.*``, ``bns.*``) follow the published VSE∞ checkpoints. The
-    products go through :func:`~gpo_plugin.utils.onednn_linear.linear` (oneDNN on CPU).
+    Sub-module names (``layers.*``, ``bns.*``) follow the published VSE∞ checkpoints.
     """
 
     def __init__(self, in_channels: int, hidden: int, out_channels: int) -> None:
@@ -31,8 +29,8 @@ class RegionMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         first, second = self.layers
-        hidden = torch.relu(self.bns[0](linear(x, first.weight, first.bias)))
-        return linear(hidden, second.weight, second.bias)
+        hidden = torch.relu(self.bns[0](first(x)))
+        return second(hidden)
 
 
 @MODELS.register_module()
@@ -82,7 +80,7 @@ class PrecompRegionEncoder(BaseModule):
             )
         valid = length_mask(lengths, regions.shape[1])
         flat = regions[valid]
-        out = linear(flat, self.fc.weight, self.fc.bias)
+        out = self.fc(flat)
         if self.mlp is not None:
             out = out + self.mlp(flat)
         # out's dtype, not the regions': under autocast (--amp) the layers return float16/bf16.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
+import warnings
 from dataclasses import replace
 
 import torch
@@ -22,6 +23,20 @@ from ..utils.partial_transport import (
 )
 from .base_set_pooling import BaseSetPooling
 from .pooling_output import PoolingOutput
+
+
+def warn_if_collapsed(centers: Tensor, tolerance: float = 1e-6) -> None:
+    """Warn when k-center found fewer distinct prototypes than it was asked for: the
+    collected embeddings were (nearly) all equal, e.g. from all-zero feature maps."""
+    distinct = torch.unique((centers / tolerance).round(), dim=0).shape[0]
+    if distinct < centers.shape[0]:
+        warnings.warn(
+            f'GSP: k-center initialisation found only {distinct} distinct prototype(s) of '
+            f'{centers.shape[0]}: the embeddings of the first training batches are (nearly) '
+            'identical, e.g. all-zero feature maps, so the prototypes collapse. Check the '
+            'backbone output and the input images, or call init_prototypes() on real data.',
+            stacklevel=4,
+        )
 
 
 @MODELS.register_module()
@@ -196,6 +211,7 @@ class GSP(BaseSetPooling):
         self._check_finite(embeddings, 'GSP.init_prototypes: embeddings')
         points = unit_ball(embeddings.detach().float())
         centers = points[greedy_k_center(points, self.num_prototypes)]
+        warn_if_collapsed(centers)
         if get_world_size() > 1:
             broadcast(centers, 0)
         self.prototypes.copy_(centers.to(self.prototypes.dtype))
