@@ -133,7 +133,9 @@ def test_named_errors(inshop_root, tmp_path):
     root = _copy_layout(inshop_root, tmp_path)
     name = _parse_partition(inshop_root)[0][0]
     os.remove(root / 'Img' / name)
-    with pytest.raises(FileNotFoundError, match=f'1 image.*missing.*{osp.basename(name)}'):
+    with pytest.raises(
+        FileNotFoundError, match=f'annotations: 1 missing, e.g. .*{osp.basename(name)} is missing'
+    ):
         InShopMetricDataset(str(root), split='train')
     os.remove(root / PARTITION)
     with pytest.raises(FileNotFoundError, match='missing .*list_eval_partition.txt.*Expected'):
