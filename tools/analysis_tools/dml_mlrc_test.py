@@ -19,7 +19,7 @@ import argparse
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from gpo_plugin.apis.cli import set_data_root
+from gpo_plugin.cli.runner_config import set_data_root
 from gpo_plugin.evaluation.metric_learning_metric import CUSTOMARY_RECALL_KS
 from gpo_plugin.evaluation.mlrc import concatenated_metrics, extract_embeddings
 from gpo_plugin.utils.checkpoints import refuse_unsafe_env
