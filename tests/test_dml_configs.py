@@ -12,15 +12,21 @@ from test_dml_datasets import make_cars, make_cub, make_sop
 
 from gpo_plugin.models import MetricLearner
 from gpo_plugin.models.necks import GSP, AvgPooling
-from gpo_plugin.registry import DATASETS, MODELS
+from gpo_plugin.registry import DATASETS, METRICS, MODELS
 
-DATASET_CLASSES = {'cub': 100, 'cars': 98, 'sop': 11318}
+DATASET_CLASSES = {'cub': 100, 'cars': 98, 'sop': 11318, 'inshop': 3997}
+CUSTOMARY_RECALL = {
+    'cub': (1, 2, 4, 8),
+    'cars': (1, 2, 4, 8),
+    'sop': (1, 10, 100, 1000),
+    'inshop': (1, 10, 20, 30, 40),
+}
 CONFIGS = sorted(
     os.path.basename(p)[:-3] for p in glob.glob('configs/dml_*_*.py') if 'digits' not in p
 )
 
 
-def test_all_twelve_configs_are_there():
+def test_all_dml_configs_are_there():
     expected = {
         f'dml_{pool}_{ds}{suffix}'
         for pool in ('gsp', 'avg')
@@ -43,7 +49,7 @@ def test_config_builds_the_intended_model(name):
     assert model.backbone.norm_eval  # frozen BatchNorm
     if pool == 'gsp':
         assert isinstance(model.neck, GSP) and model.neck.out_channels == embed_dim
-        assert model.neck.num_prototypes == (128 if dataset == 'sop' else 64)
+        assert model.neck.num_prototypes == (128 if dataset in ('sop', 'inshop') else 64)
         assert model.head.zero_shot_loss.num_classes == DATASET_CLASSES[dataset]
         assert model.head.metric_loss_weight == 0.9
     else:
@@ -59,6 +65,18 @@ def test_config_builds_the_intended_model(name):
     else:
         assert val.split == 'test' and 'fold' not in val
     assert cfg.train_dataloader.sampler.type == 'ClassDisjointSampler'
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_config_reports_the_customary_recall_set(name):
+    dataset = name.split('_')[2]
+    cfg = Config.fromfile(f'configs/{name}.py')
+    for key in ('val_evaluator', 'test_evaluator'):
+        metric = METRICS.build(cfg[key])
+        assert metric.recall_ks == CUSTOMARY_RECALL[dataset], key
+    assert METRICS.build(cfg.test_evaluator).protocol == (
+        'query_gallery' if dataset == 'inshop' else 'leave_one_out'
+    )
 
 
 @pytest.mark.parametrize('name', ['dml_gsp_cub', 'dml_avg_sop_mlrc'])

@@ -5,6 +5,7 @@ from .cars196_metric_dataset import Cars196MetricDataset  # noqa: F401
 from .cub_metric_dataset import CUBMetricDataset  # noqa: F401
 from .digits_metric_dataset import DigitsMetricDataset  # noqa: F401
 from .image_transforms import LoadVSEImage, RandomSideRatioCrop  # noqa: F401
+from .inshop_metric_dataset import InShopMetricDataset  # noqa: F401
 from .metric_learning_dataset import MetricLearningDataset, fold_classes  # noqa: F401
 from .precomputed_caption_dataset import PrecompCaptionDataset  # noqa: F401
 from .raw_image_caption_dataset import RawImageCaptionDataset  # noqa: F401

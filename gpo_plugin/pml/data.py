@@ -92,3 +92,38 @@ class _Labels:
 
     def get_gt_labels(self) -> Tensor:
         return self.labels
+
+
+class PMLSubset(Dataset):
+    """The samples ``indices`` of a :class:`PMLDataset`, keeping its ``labels`` attribute (for
+    PML's samplers and our hooks)."""
+
+    def __init__(self, dataset: PMLDataset, indices: Sequence[int]) -> None:
+        self.dataset, self.indices = dataset, list(indices)
+        self.labels = dataset.labels[self.indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.dataset[self.indices[index]]
+
+
+def query_gallery_splits(dataset: Dataset) -> dict[str, Dataset] | None:
+    """``{'query': ..., 'gallery': ...}`` of a :class:`PMLDataset` whose samples carry
+    ``is_query`` (In-Shop's test split), for PML's tester with
+    ``splits_to_eval=[('query', ['gallery'])]``; None for any other dataset."""
+    inner = getattr(dataset, 'dataset', None)
+    if not isinstance(dataset, PMLDataset) or not hasattr(inner, 'get_data_info'):
+        return None
+    flags = [inner.get_data_info(i).get('is_query') for i in range(len(inner))]
+    if None in flags:
+        return None
+    queries = [i for i, flag in enumerate(flags) if flag]
+    gallery = [i for i, flag in enumerate(flags) if not flag]
+    if not queries or not gallery:
+        raise ValueError(
+            f'{type(inner).__name__}: the evaluation split has {len(queries)} queries and '
+            f'{len(gallery)} gallery images; the query/gallery protocol needs both.'
+        )
+    return {'query': PMLSubset(dataset, queries), 'gallery': PMLSubset(dataset, gallery)}

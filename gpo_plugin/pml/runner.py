@@ -30,7 +30,7 @@ from gpo_plugin.registry import DATASETS, MODELS
 
 from .accuracy import KNNAccuracyCalculator
 from .checkpointing import TrainingStateHook, resume_training
-from .data import ClassDisjointPMLSampler, PMLDataset
+from .data import ClassDisjointPMLSampler, PMLDataset, query_gallery_splits
 from .embedder import PoolingEmbedder, feature_map_trunk
 from .hooks import PoolingWeightsPMLHook, chain_hooks, init_gsp_prototypes
 from .trainers import MetricLossOnlyWithAttributes
@@ -72,7 +72,8 @@ class PMLSession:
         if self.start_epoch > num_epochs:
             return {}
         self.trainer.train(start_epoch=self.start_epoch, num_epochs=num_epochs)
-        accuracies = dict(getattr(self.tester, 'all_accuracies', {}).get('val', {}))
+        split = self.extra.get('validation_split', 'val')
+        accuracies = dict(getattr(self.tester, 'all_accuracies', {}).get(split, {}))
         return accuracies
 
 
@@ -133,10 +134,9 @@ def build_session(cfg: Config, work_dir: str, resume: bool = False) -> PMLSessio
     loss_funcs = {'metric_loss': build_loss(cfg.model.head, embed_cfg['embed_dim']).to(device)}
     optimizers = build_optimizers(cfg.optim_wrapper, models, loss_funcs)
     schedulers = build_schedulers(cfg.get('param_scheduler'), optimizers)
-    datasets = {
-        'train': build_dataset(cfg.train_dataloader.dataset, cfg),
-        'val': build_dataset(cfg.val_dataloader.dataset, cfg),
-    }
+    eval_sets, splits_to_eval = evaluation_splits(build_dataset(cfg.val_dataloader.dataset, cfg))
+    validation_split = splits_to_eval[0][0] if splits_to_eval else 'val'
+    datasets = {'train': build_dataset(cfg.train_dataloader.dataset, cfg), **eval_sets}
     record_keeper, _, _ = logging_presets.get_record_keeper(
         osp.join(work_dir, 'logs'), osp.join(work_dir, 'tensorboard'), is_new_experiment=not resume
     )
@@ -144,20 +144,24 @@ def build_session(cfg: Config, work_dir: str, resume: bool = False) -> PMLSessio
         record_keeper,
         primary_metric=pml.get('primary_metric', 'mean_average_precision_at_r'),
         log_freq=int(pml.get('log_freq', 10)),
+        validation_split_name=validation_split,
     )
     tester = build_tester(pml.get('tester', {}), hooks, device, cfg)
     session_hooks = pml.get('hooks', {})
     model_folder = osp.join(work_dir, 'saved_models')
     end_of_epoch = hooks.end_of_epoch_hook(
         tester,
-        {'val': datasets['val']},
+        eval_sets,
         model_folder,
         test_interval=int(cfg.train_cfg.get('val_interval', 1)),
         patience=session_hooks.get('patience'),
+        splits_to_eval=splits_to_eval,
     )
     pictures = None
     if session_hooks.get('pooling_weights', True):
-        images, titles = sample_images(datasets['val'], int(session_hooks.get('num_images', 10)))
+        images, titles = sample_images(
+            eval_sets[validation_split], int(session_hooks.get('num_images', 10))
+        )
         pictures = PoolingWeightsPMLHook(
             osp.join(work_dir, 'pooling_weights'), images, titles, record_keeper
         )
@@ -185,7 +189,26 @@ def build_session(cfg: Config, work_dir: str, resume: bool = False) -> PMLSessio
         start_epoch = resume_training(trainer, hooks, model_folder, device)
     if start_epoch == 1:
         init_gsp_prototypes(models['trunk'], models['embedder'], _first_batches(trainer), device)
-    return PMLSession(cfg, work_dir, trainer, tester, hooks, datasets, start_epoch)
+    return PMLSession(
+        cfg,
+        work_dir,
+        trainer,
+        tester,
+        hooks,
+        datasets,
+        start_epoch,
+        extra=dict(validation_split=validation_split, splits_to_eval=splits_to_eval),
+    )
+
+
+def evaluation_splits(dataset: Dataset) -> tuple[dict[str, Dataset], list | None]:
+    """The tester's datasets and ``splits_to_eval``: ``{'val': dataset}`` searched leave-one-out
+    (None: PML's default), or, when the samples carry ``is_query`` (In-Shop's test split),
+    ``{'query', 'gallery'}`` with ``[('query', ['gallery'])]``."""
+    splits = query_gallery_splits(dataset)
+    if splits is None:
+        return {'val': dataset}, None
+    return splits, [('query', ['gallery'])]
 
 
 def seed_everything(cfg: Config) -> int:

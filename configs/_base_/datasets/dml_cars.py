@@ -8,3 +8,6 @@ num_train_classes = 98
 train_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root))
 val_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root))
 test_dataloader = val_dataloader
+# The customary recall set of Cars196, from the same k-NN pass as MAP@R.
+val_evaluator = dict(type='MetricLearningMetric', recall_ks='cars')
+test_evaluator = val_evaluator

@@ -8,3 +8,6 @@ num_train_classes = 11318
 train_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root))
 val_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root))
 test_dataloader = val_dataloader
+# The customary recall set of SOP, from the same k-NN pass as MAP@R.
+val_evaluator = dict(type='MetricLearningMetric', recall_ks='sop')
+test_evaluator = val_evaluator
