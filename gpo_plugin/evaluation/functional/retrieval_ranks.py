@@ -315,11 +315,15 @@ class _Pass:
         band_cols = torch.nonzero(col_band > 0).flatten()
         if len(band_rows):
             part = scores[band_rows]
-            r, c = torch.nonzero((part >= row_lo[band_rows]) & (part <= row_hi[band_rows]), True)
+            r, c = torch.nonzero(
+                (part >= row_lo[band_rows]) & (part <= row_hi[band_rows]), as_tuple=True
+            )
             self._rescore_rows(band_rows[r] + start, c, cols)
         if len(band_cols):
             part = scores[:, band_cols]
-            r, c = torch.nonzero((part >= col_lo[band_cols]) & (part <= col_hi[band_cols]), True)
+            r, c = torch.nonzero(
+                (part >= col_lo[band_cols]) & (part <= col_hi[band_cols]), as_tuple=True
+            )
             self._rescore_cols(r + start, band_cols[c], cols)
 
     def _rescore_rows(self, image: Tensor, caption: Tensor, cols: slice) -> None:
