@@ -2,9 +2,11 @@
 
 On random embeddings of COCO-5K size (5000 images, 25000 captions, 1024-d), times the
 full evaluation -- the 5K result plus the 5-fold 1K average -- of
-``gpo_plugin.evaluation.VSERetrievalMetric`` (chunked, counting; argsort only for the rows whose ground truth is tied) and of
-``benchmarks/references/retrieval.py`` (a Python loop over rows with argsort, on CPU as
-the published code runs it), interleaved in the same process (``harness.py``), and checks
+``gpo_plugin.evaluation.VSERetrievalMetric`` (chunked float32 counting certified by error
+bands, float64 rescoring of the candidates within them, argsort only for the rows with a
+float64 tie or near-tie) and of ``benchmarks/references/retrieval.py`` (the published
+computation: float64 score matrix of the float32 embeddings, a Python loop over rows with
+argsort, on CPU), interleaved in the same process (``harness.py``), and checks
 that every number is identical.
 
 Usage:
