@@ -358,8 +358,9 @@ class VSEInferencer:
         computed before, or (gallery) an :class:`EmbeddingIndex`. The top-k is exact, in
         the order of the evaluation: the published float64 scores, equal ones ordered by
         ``tie_rule`` (``'published'``: ``np.argsort`` of the full row, see
-        :func:`~gpo_plugin.evaluation.functional.topk_by_rule`); an embedding gallery is scanned ``chunk_size`` rows at a time
-        with a progress bar, so memory stays bounded for galleries of millions.
+        :func:`~gpo_plugin.evaluation.functional.topk_by_rule`); an embedding gallery is
+        scanned ``chunk_size`` rows at a time with a progress bar, so memory stays bounded
+        for galleries of millions.
         """
         q = self.embed(query, query_modality)
         if isinstance(gallery, EmbeddingIndex):
