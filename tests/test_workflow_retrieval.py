@@ -112,8 +112,9 @@ def test_index_build_save_load_search_is_exact(tmp_path, backend):
     if backend == 'faiss' and not faiss_available():
         pytest.skip('faiss not installed (the torch backend is the fallback)')
     gen = torch.Generator().manual_seed(0)
-    g = torch.randint(-2, 3, (300, 8), generator=gen).float() / 4  # many exact ties
-    q = torch.randint(-2, 3, (20, 8), generator=gen).float() / 4
+    g = torch.randint(-2, 3, (300, 8), generator=gen).float() / 4 + 0.3  # many exact ties
+    q = torch.randint(-2, 3, (20, 8), generator=gen).float() / 4 + 0.3
+    g[::3, 0] = torch.nextafter(g[::3, 0], torch.tensor(10.0))  # and near-ties
     index = EmbeddingIndex(8, backend, ids=[f'item{i}' for i in range(300)])
     for part in g.split(64):
         index.add(part)
