@@ -45,7 +45,7 @@ def recalls(ranks):
 
 
 def published_cxc(images, captions, img_ids, cap_ids, it, i2i, t2t):
-    """The published eval_cxc, written out: argsort rows of float32 products."""
+    """The published eval_cxc, written out: argsort rows of the products of its float64 arrays."""
     sims = images @ captions.T
     out = {}
     for name, s, queries, data, annot in (
@@ -75,17 +75,22 @@ def published_cxc(images, captions, img_ids, cap_ids, it, i2i, t2t):
     return out
 
 
-@pytest.mark.parametrize('quantised', [False, True])
+@pytest.mark.parametrize('quantised', [False, True, 'near'])
 def test_cxc_equals_published_computation(tmp_path, quantised):
     ids = make_cxc(tmp_path)
     gen = torch.Generator().manual_seed(1)
     img = torch.randn(12, 8, generator=gen)
     cap = img.repeat_interleave(5, 0) + torch.randn(60, 8, generator=gen)
-    if quantised:  # ties everywhere
+    if quantised is True:  # ties everywhere
         img, cap = img.round(), cap.round()
         cap[7] = cap[22]  # a duplicate caption
+    if quantised == 'near':  # copies one float32 ulp apart: float32 ties, float64 orders
+        cap[5::5] = cap[0:-5:5]
+        img[6:] = img[:6]
+        cap[5::5, 0] = torch.nextafter(cap[5::5, 0], torch.tensor(-100.0))
+        img[6:, 1] = torch.nextafter(img[6:, 1], torch.tensor(100.0))
     got = cxc_recalls(img, cap, str(tmp_path))
-    want = published_cxc(img.numpy(), cap.numpy(), *ids)
+    want = published_cxc(img.numpy().astype(np.float64), cap.numpy().astype(np.float64), *ids)
     assert set(got) == {f'{d}_R@{k}' for d in ('i2t', 't2i', 'i2i', 't2t') for k in (1, 5, 10)}
     assert got == want
     assert 0 < got['t2t_R@10'] and got['i2t_R@1'] < 100

@@ -1,7 +1,9 @@
 """Reference image–text retrieval evaluation, written directly from docs/vse.md#evaluation-protocol.
 
 One Python iteration per image and per caption, each with a full argsort, the way
-the published VSE evaluation code does it. For tests and benchmarks only.
+the published VSE evaluation code does it, on the scores it computes: its ``encode_data``
+copies the float32 embeddings into float64 arrays (``np.zeros``), and ``compute_sim``
+multiplies those, so the scores are float64. For tests and benchmarks only.
 """
 
 from __future__ import annotations
@@ -12,21 +14,28 @@ import numpy as np
 def reference_ranks(
     img_emb: np.ndarray, txt_emb: np.ndarray, txt_img: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """0-based ranks by per-row scoring and argsort, as the published evaluation does.
+    """0-based ranks by argsort of score rows, as the published evaluation does.
 
-    i2t: for each image, score all captions, sort descending, take the best position of
-    any of its captions; t2i: for each caption, score all images, sort, take the position
-    of its image.
+    The scores: float64 copies of the (float32) embeddings, multiplied once (the published
+    ``compute_sim``). i2t: for each image, sort its row descending, take the best position
+    of any of its captions; t2i: for each caption, sort its column, take the position of
+    its image.
     """
     n_img, n_txt = len(img_emb), len(txt_emb)
+    images = np.zeros(img_emb.shape)  # float64, as the published encode_data allocates
+    captions = np.zeros(txt_emb.shape)
+    images[:] = img_emb
+    captions[:] = txt_emb
+    sims = np.matmul(images, captions.T)
     i2t = np.zeros(n_img, dtype=np.int64)
     for i in range(n_img):
-        order = np.argsort(txt_emb @ img_emb[i])[::-1]
+        order = np.argsort(sims[i])[::-1]
         own = np.flatnonzero(txt_img == i)
         i2t[i] = min(np.where(order == c)[0][0] for c in own)
     t2i = np.zeros(n_txt, dtype=np.int64)
+    cols = sims.T
     for j in range(n_txt):
-        order = np.argsort(img_emb @ txt_emb[j])[::-1]
+        order = np.argsort(cols[j])[::-1]
         t2i[j] = np.where(order == txt_img[j])[0][0]
     return i2t, t2i
 

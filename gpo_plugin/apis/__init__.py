@@ -2,4 +2,4 @@
 the retrieval index it builds."""
 
 from .inferencer import VSEInferencer  # noqa: F401
-from .retrieval_index import EmbeddingIndex, chunked_topk, select_topk  # noqa: F401
+from .retrieval_index import EmbeddingIndex, chunked_topk  # noqa: F401

@@ -350,7 +350,7 @@ class VSEInferencer:
         topk: int = 5,
         query_modality: str | None = None,
         gallery_modality: str | None = None,
-        tie_rule: str = 'argsort',
+        tie_rule: str = 'published',
         chunk_size: int = 65536,
     ) -> list[list[tuple[int, float]]]:
         """The ``topk`` gallery items (index, cosine score) for each query, best first.
@@ -358,9 +358,11 @@ class VSEInferencer:
         ``query`` and ``gallery`` are anything :meth:`embed` takes: captions to rank
         images (text-to-image), images to rank captions (image-to-text), embeddings
         computed before, or (gallery) an :class:`EmbeddingIndex`. The top-k is exact, in
-        the order of the evaluation (equal scores ordered by ``tie_rule``, see
-        :func:`select_topk`); an embedding gallery is scanned ``chunk_size`` rows at a time
-        with a progress bar, so memory stays bounded for galleries of millions.
+        the order of the evaluation: the published float64 scores, equal ones ordered by
+        ``tie_rule`` (``'published'``: ``np.argsort`` of the full row, see
+        :func:`~gpo_plugin.evaluation.functional.topk_by_rule`); an embedding gallery is
+        scanned ``chunk_size`` rows at a time with a progress bar, so memory stays bounded
+        for galleries of millions.
         """
         q = self.embed(query, query_modality)
         if isinstance(gallery, EmbeddingIndex):

@@ -1,9 +1,11 @@
 """Exact top-k over galleries larger than memory allows at once: a chunked scan and a
 saved index (faiss when installed, torch otherwise) (docs/vse.md#using-a-trained-model).
 
-The order is the one of the exact evaluation: scores ``query @ gallery.T`` from highest to
-lowest, equal scores ordered by :func:`select_topk`'s ``tie_rule``. Every path (one
-product, chunks, faiss) ends in :func:`select_topk`, so all give the same top-k.
+The order is the one of the exact evaluation: the published float64 scores
+``query @ gallery.T`` from highest to lowest, ties by ``tie_rule`` (``'published'``:
+``np.argsort(row)[::-1][:k]`` of the full float64 row). Every path (chunks, faiss) ends in
+:func:`~gpo_plugin.evaluation.functional.retrieval_ranks.finish_topk`, so all give the same
+top-k as :func:`~gpo_plugin.evaluation.functional.retrieval_ranks.topk_by_rule`.
 """
 
 from __future__ import annotations
@@ -18,87 +20,40 @@ import numpy as np
 import torch
 from torch import Tensor
 
-TIE_RULES = ('argsort', 'index')
-
-
-def select_topk(
-    scores: Tensor, ids: Tensor, k: int, tie_rule: str = 'argsort'
-) -> tuple[Tensor, Tensor]:
-    """The ``k`` best (score, id) of each row, best first, ties broken by ``tie_rule``.
-
-    Args:
-        scores: (Q, M) scores of M candidates per query.
-        ids: (M,) or (Q, M) gallery indices of the candidates.
-        k: how many to keep (at most M).
-        tie_rule: ``'argsort'``: among equal scores the larger gallery index first, the
-            order of the published ``np.argsort(scores)[::-1]`` (a stable ascending sort,
-            reversed); ``'index'``: the smaller index first.
-
-    Returns:
-        scores (Q, k) and ids (Q, k).
-    """
-    if tie_rule not in TIE_RULES:
-        raise ValueError(f'select_topk: tie_rule must be one of {TIE_RULES}, got {tie_rule!r}.')
-    ids = ids.expand_as(scores) if ids.dim() == 1 else ids
-    k = min(k, scores.shape[1])
-    if k == 0:
-        return scores[:, :0], ids[:, :0]
-    # Keep every candidate tied with a row's k-th score, then order exactly.
-    kth = scores.topk(k, dim=1).values[:, -1:]
-    keep = int((scores >= kth).sum(dim=1).max())
-    if keep < scores.shape[1]:
-        scores, pos = scores.topk(keep, dim=1)
-        ids = ids.gather(1, pos)
-    by_id = ids.sort(dim=1, descending=tie_rule == 'argsort', stable=True).indices
-    scores, ids = scores.gather(1, by_id), ids.gather(1, by_id)
-    order = scores.sort(dim=1, descending=True, stable=True).indices[:, :k]
-    return scores.gather(1, order), ids.gather(1, order)
+from gpo_plugin.evaluation.functional.retrieval_ranks import finish_topk, topk_by_rule
 
 
 def chunked_topk(
     queries: Tensor,
     gallery,
     k: int,
-    tie_rule: str = 'argsort',
+    tie_rule: str = 'published',
     chunk_size: int = 65536,
     show_progress: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Exact top-k of ``queries @ gallery.T`` scanning the gallery ``chunk_size`` rows at a
-    time: memory (Q, chunk_size + k) instead of (Q, N).
+    time (:func:`topk_by_rule`): memory (Q, chunk_size + k) instead of (Q, N).
 
     Args:
         queries: (Q, E).
         gallery: (N, E) tensor or array (a memory-mapped ``.npy`` works: only one chunk is
             read at a time).
         k: results per query.
-        tie_rule: see :func:`select_topk`.
+        tie_rule: ``'published'`` (default), ``'optimistic'`` or ``'pessimistic'``.
         chunk_size: gallery rows per product.
         show_progress: mmengine's progress bar over the gallery rows.
 
     Returns:
-        scores (Q, k) and gallery indices (Q, k), best first.
+        float64 scores (Q, k) and gallery indices (Q, k), best first.
     """
     total = len(gallery)
     bar = _progress(total) if show_progress and total > chunk_size else None
-    best_s = queries.new_empty(len(queries), 0)
-    best_i = torch.empty(len(queries), 0, dtype=torch.long)
-    for start in range(0, total, chunk_size):
-        part = gallery[start : start + chunk_size]
-        if not isinstance(part, Tensor):  # arrays, memory-mapped ones included: a copy
-            part = torch.from_numpy(np.array(part, dtype=np.float32))
-        scores = queries @ part.to(queries.dtype).t()
-        ids = torch.arange(start, start + len(part))
-        best_s, best_i = select_topk(
-            torch.cat([best_s, scores], 1),
-            torch.cat([best_i, ids.expand(len(queries), -1)], 1),
-            k,
-            tie_rule,
-        )
-        if bar is not None:
-            bar.update(len(part))
+    scores, ids = topk_by_rule(
+        queries, gallery, k, tie_rule, chunk_size, on_chunk=bar.update if bar else None
+    )
     if bar is not None:
         bar.file.write('\n')
-    return best_s, best_i
+    return scores, ids
 
 
 def _progress(total: int):
@@ -120,8 +75,8 @@ class EmbeddingIndex:
 
     With faiss (``backend='faiss'``, the default when it is installed) the vectors live in
     a flat inner-product index (``IndexFlatIP``); faiss picks ``k + margin`` candidates
-    per query, which are scored again with torch and ordered by :func:`select_topk`, so the
-    result equals the exact evaluation's top-k. Without faiss the vectors are scanned in
+    per query, which are scored again in float64 and certified (or, at a tie or near-tie,
+    the query's full float64 row is sorted), so the result equals the exact top-k. Without faiss the vectors are scanned in
     chunks with torch (:func:`chunked_topk`).
 
     Files (no pickles): ``PATH.faiss`` (faiss's own format) or ``PATH.npy`` (the vectors),
@@ -180,7 +135,7 @@ class EmbeddingIndex:
         self,
         queries: Tensor,
         k: int = 5,
-        tie_rule: str = 'argsort',
+        tie_rule: str = 'published',
         chunk_size: int = 65536,
         margin: int = 16,
         show_progress: bool = False,
@@ -198,11 +153,29 @@ class EmbeddingIndex:
                 queries, self.vectors(), k, tie_rule, chunk_size, show_progress=show_progress
             )
         wide = min(len(self), k + margin)
-        _, cand = self._index.search(np.ascontiguousarray(queries.numpy()), wide)
-        cand = torch.from_numpy(cand)
-        vecs = torch.from_numpy(self.vectors(cand.reshape(-1).numpy())).view(*cand.shape, -1)
-        scores = torch.bmm(vecs, queries.unsqueeze(-1)).squeeze(-1)
-        return select_topk(scores, cand, k, tie_rule)
+        cand_s, cand = self._index.search(np.ascontiguousarray(queries.numpy()), wide)
+        rows = _IndexRows(self)
+        return finish_topk(
+            queries,
+            rows,
+            torch.from_numpy(cand_s),
+            torch.from_numpy(cand),
+            min(k, len(self)),
+            tie_rule,
+            rows.max_norm(chunk_size),
+            finite=bool(np.isfinite(cand_s).all()),
+            chunk_size=chunk_size,
+        )
+
+    def max_norm(self, chunk_size: int = 65536) -> float:
+        """Largest vector norm (the error bands of the top-k scale with it), cached."""
+        if getattr(self, '_max_norm', None) is None or self._max_norm[0] != len(self):
+            rows, norm = _IndexRows(self), 0.0
+            for lo in range(0, len(self), chunk_size):
+                part = rows[lo : lo + chunk_size].astype(np.float64)
+                norm = max(norm, float(np.linalg.norm(part, axis=1).max()))
+            self._max_norm = (len(self), norm)
+        return self._max_norm[1]
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``PATH.faiss`` or ``PATH.npy``, and ``PATH.json``."""
@@ -240,3 +213,21 @@ class EmbeddingIndex:
                 f'{meta["size"]}; the files are from different saves.'
             )
         return index
+
+
+class _IndexRows:
+    """The stored vectors of an :class:`EmbeddingIndex`, read by slices or index arrays."""
+
+    def __init__(self, index: EmbeddingIndex) -> None:
+        self.index = index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        if isinstance(rows, slice):
+            rows = np.arange(*rows.indices(len(self)))
+        return self.index.vectors(np.asarray(rows, dtype=np.int64))
+
+    def max_norm(self, chunk_size: int) -> float:
+        return self.index.max_norm(chunk_size)

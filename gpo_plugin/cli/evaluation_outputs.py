@@ -133,7 +133,7 @@ def provenance(cfg, args, retrieval) -> dict:
             fold_size=fold_size or retrieval.fold_size,
             fold_skipped=run['fold_skipped'],
             tie_rule=retrieval.tie_rule,
-            similarity='dot product of the embeddings, float32',
+            similarity='dot product of the float32 embeddings, in float64 (as published)',
         )
     if getattr(args, 'cxc_annots', None):
         record['protocol']['cxc_annots'] = osp.abspath(args.cxc_annots)
@@ -177,16 +177,17 @@ def save_arrays(retrieval, sims_path: str | None, ranks_path: str | None) -> Non
         print(f'ranks and top-{TOPK} ids written to {ranks_path}')
 
 
-def similarity_matrix(img: torch.Tensor, txt: torch.Tensor, chunk: int = 256) -> np.ndarray:
-    """(N_img, N_txt) float32 scores, the product the ranks are computed from."""
+def similarity_matrix(img: torch.Tensor, txt: torch.Tensor) -> np.ndarray:
+    """(N_img, N_txt) float64 scores of the float32 embeddings, as the published
+    ``compute_sim`` (and its ``save_path`` file) holds them: the scores the ranks are on."""
+    from gpo_plugin.evaluation.functional.retrieval_ranks import published_scores
 
-    return torch.cat([img[lo : lo + chunk] @ txt.t() for lo in range(0, len(img), chunk)]).numpy()
+    return published_scores(img, txt)
 
 
 def _topk(queries, gallery, rule, topk_by_rule, chunk: int = 256) -> np.ndarray:
-
     parts = [
-        topk_by_rule(queries[lo : lo + chunk] @ gallery.t(), TOPK, rule)[1]
+        topk_by_rule(queries[lo : lo + chunk], gallery, TOPK, rule)[1]
         for lo in range(0, len(queries), chunk)
     ]
     return torch.cat(parts).numpy()

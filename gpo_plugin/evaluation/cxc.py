@@ -11,8 +11,11 @@ published VSE evaluation (``evalrank(cxc=True)``) scores it as follows, and so d
 - t2t: the same with captions; the positives are the other captions of the same image plus
   the captions rated >= 3.0.
 
-The rank of a query is the best position of its positives in the descending order of the
-scores, ties resolved by the tie rule (:mod:`.functional.retrieval_ranks`).
+The scores are the published ones: float64 products of the float32 embeddings (the published
+code holds them in float64 arrays). The rank of a query is the best position of its positives
+in the descending order of the scores, ties resolved by the tie rule
+(:mod:`.functional.retrieval_ranks`: ``np.argsort`` of the float64 row where the best positive
+is tied, a count elsewhere).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .functional.retrieval_ranks import check_tie_rule, rule_position
+from .functional.retrieval_ranks import check_tie_rule, published_scores, rule_position
 
 I2I_THRESHOLD = 2.5  # CxC paper: an image pair rated >= 2.5 is a positive
 T2T_THRESHOLD = 3.0  # and a caption pair rated >= 3.0
@@ -142,10 +145,10 @@ def _ranks(queries, gallery, positives, keep, intra, tie_rule, chunk: int = 256)
     ranks = []
     for lo in range(0, len(keep), chunk):
         rows = torch.tensor(keep[lo : lo + chunk], dtype=torch.long)
-        scores = queries[rows] @ gallery.t()
+        scores = published_scores(queries[rows], gallery)
         if intra:  # the published code zeroes the self-similarity; the item stays a candidate
-            scores[torch.arange(len(rows)), rows] = 0
-        for row, q in zip(scores.numpy(), rows.tolist(), strict=True):
+            scores[np.arange(len(rows)), rows.numpy()] = 0
+        for row, q in zip(scores, rows.tolist(), strict=True):
             ranks.append(_rank(row, positives[q], tie_rule))
     return np.array(ranks, dtype=np.float64)
 

@@ -1,5 +1,9 @@
 """Ensembles of retrieval models: average their similarity matrices and evaluate
-(as the published ``eval_ensemble``), reading similarity files without unpickling code."""
+(as the published ``eval_ensemble``), reading similarity files without unpickling code.
+
+The published similarity files hold float64 scores (``compute_sim`` of the float64 copies of
+the float32 embeddings), and so do ``tools/test.py --save-sims`` files; the mean is taken and
+ranked in the files' dtype, ``np.argsort`` on its rows wherever a ground truth is tied."""
 
 from __future__ import annotations
 

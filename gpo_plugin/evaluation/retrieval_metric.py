@@ -34,8 +34,9 @@ class VSERetrievalMetric(BaseMetric):
     their standard deviation over the folds under ``fold{fold_size}_std_*``.
 
     Ties between a ground truth and another candidate are resolved by ``tie_rule``, which
-    the results carry under the ``tie_rule`` key (docs/vse.md#ties): ``'published'`` (the
-    position in ``np.argsort(scores)[::-1]``, as the published VSE evaluation code),
+    the results carry under the ``tie_rule`` key (docs/vse.md#ties), all on the published
+    float64 scores of the float32 embeddings: ``'published'`` (the position in
+    ``np.argsort(scores)[::-1]``, as the published VSE evaluation code),
     ``'optimistic'`` (strictly higher scores only) or ``'pessimistic'`` (higher or equal).
 
     Args:

@@ -10,6 +10,7 @@ from .retrieval_ranks import (  # noqa: F401
     RetrievalRanks,
     fold_summaries,
     per_fold_summaries,
+    published_scores,
     retrieval_ranks,
     summarize_ranks,
     topk_by_rule,

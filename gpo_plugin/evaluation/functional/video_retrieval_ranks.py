@@ -1,5 +1,8 @@
 """HGR's video–text retrieval protocol: ranks with several ground truths per query
-(docs/vse.md#video-protocol)."""
+(docs/vse.md#video-protocol).
+
+Unlike the image protocol (float64 scores, :mod:`.retrieval_ranks`), the scores here stay
+float32, the precision of HGR's model outputs that its ``eval_q2m`` ranks."""
 
 from __future__ import annotations
 
