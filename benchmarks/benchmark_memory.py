@@ -74,7 +74,8 @@ def run_vse(config: str, recorder: Recorder, args: argparse.Namespace, work_dir:
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
 
-    from gpo_plugin.cli.runner_config import LOADERS, set_data_root
+    from gpo_plugin.cli.runner_config import set_data_root
+    from gpo_plugin.datasets import set_pipeline_tokenizer
     from gpo_plugin.demo import ensure_grid_demo_data, ensure_vse_demo_data
 
     cfg = Config.fromfile(osp.join(ROOT, 'configs', config))
@@ -90,8 +91,7 @@ def run_vse(config: str, recorder: Recorder, args: argparse.Namespace, work_dir:
         precomp, vocab = ensure_vse_demo_data(osp.join(ROOT, 'data/demo/vse'))
         cfg.model.txt_enc.vocab_file = str(vocab)
         set_data_root(cfg, str(precomp))
-        for key in LOADERS:
-            cfg[key].dataset.tokenizer = dict(type='VocabTokenizer', vocab_file=str(vocab))
+        set_pipeline_tokenizer(cfg, dict(type='VocabTokenizer', vocab_file=str(vocab)))
     cfg.train_cfg.max_epochs = 10**6  # the recorder ends the run
 
     class RecordRSS(Hook):

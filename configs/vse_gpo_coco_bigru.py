@@ -10,8 +10,16 @@ _base_ = [
 vocab_file = 'data/coco/vocab.json'
 tokenizer = dict(_delete_=True, type='VocabTokenizer', vocab_file=vocab_file)
 model = dict(txt_enc=dict(vocab_file=vocab_file))
-train_dataloader = dict(dataset=dict(tokenizer=tokenizer))
-val_dataloader = dict(dataset=dict(tokenizer=tokenizer))
-test_dataloader = dict(dataset=dict(tokenizer=tokenizer))
+# The pipelines of vse_precomp.py with this tokenizer.
+train_pipeline = [
+    dict(type='TokenizeCaption', tokenizer=tokenizer),
+    dict(type='RandomRegionDrop', drop_prob=0.2),
+    dict(type='RandomWordAugment', tokenizer=tokenizer, prob=0.2),
+    dict(type='PackVSEInputs'),
+]
+test_pipeline = [dict(type='TokenizeCaption', tokenizer=tokenizer), dict(type='PackVSEInputs')]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 # The published BiGRU branch trains precomputed features with AdamW's default weight decay.
 optim_wrapper = dict(optimizer=dict(weight_decay=0.01))

@@ -20,15 +20,24 @@ model = dict(
     txt_enc=dict(vocab_file=vocab_file, word_dim=64, embed_dim=embed_dim),
 )
 
-# Loaders of vse_precomp.py with the demo's data, vocabulary and feature size; evaluation
+# The pipelines of vse_precomp.py with the demo vocabulary.
+train_pipeline = [
+    dict(type='TokenizeCaption', tokenizer=tokenizer),
+    dict(type='RandomRegionDrop', drop_prob=0.2),
+    dict(type='RandomWordAugment', tokenizer=tokenizer, prob=0.2),
+    dict(type='PackVSEInputs'),
+]
+test_pipeline = [dict(type='TokenizeCaption', tokenizer=tokenizer), dict(type='PackVSEInputs')]
+# Loaders of vse_precomp.py with the demo's data, pipelines and feature size; evaluation
 # batches of 250 in the main process.
 train_dataloader = dict(
-    num_workers=1, dataset=dict(data_root=data_root, tokenizer=tokenizer, feat_dim=feat_dim)
+    num_workers=1,
+    dataset=dict(data_root=data_root, feat_dim=feat_dim, pipeline=train_pipeline),
 )
 val_dataloader = dict(
     batch_size=250,
     num_workers=0,
-    dataset=dict(data_root=data_root, tokenizer=tokenizer, feat_dim=feat_dim),
+    dataset=dict(data_root=data_root, feat_dim=feat_dim, pipeline=test_pipeline),
 )
 # testall: 500 images -> the full result and the 5-fold (100 images each) average.
 test_dataloader = dict(val_dataloader, dataset=dict(val_dataloader['dataset'], split='testall'))

@@ -32,15 +32,17 @@ model = dict(
 )
 
 train_pipeline = [
+    dict(type='TokenizeCaption', tokenizer=tokenizer),
     dict(type='LoadVSEImage'),
     dict(type='RandomSideRatioCrop', ratio_range=(0.6, 1.0)),
     dict(type='Resize', scale=(image_size, image_size), keep_ratio=False),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='GridDropParams', keep_all_prob=0.2, max_rate=0.2),
-    dict(type='RandomWordAugment', prob=0.2),
+    dict(type='RandomWordAugment', tokenizer=tokenizer, prob=0.2),
     dict(type='PackVSEInputs'),
 ]
 test_pipeline = [
+    dict(type='TokenizeCaption', tokenizer=tokenizer),
     dict(type='LoadVSEImage'),
     dict(type='Resize', scale=(image_size, image_size), keep_ratio=False),
     dict(type='PackVSEInputs'),
@@ -50,7 +52,6 @@ dataset = dict(
     data_root=data_root,
     ann_file='dataset_demo.json',
     img_dir='images',
-    tokenizer=tokenizer,
     captions_per_image=5,
 )
 # 23 photos x 2 training crops x 5 captions = 230 samples, 7 batches of 32.

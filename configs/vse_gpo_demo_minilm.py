@@ -14,6 +14,14 @@ model = dict(
         pooling=dict(type='GPO'),
     )
 )
-train_dataloader = dict(dataset=dict(tokenizer=tokenizer))
-val_dataloader = dict(dataset=dict(tokenizer=tokenizer))
-test_dataloader = dict(dataset=dict(tokenizer=tokenizer))
+# The pipelines of vse_precomp.py with this tokenizer.
+train_pipeline = [
+    dict(type='TokenizeCaption', tokenizer=tokenizer),
+    dict(type='RandomRegionDrop', drop_prob=0.2),
+    dict(type='RandomWordAugment', tokenizer=tokenizer, prob=0.2),
+    dict(type='PackVSEInputs'),
+]
+test_pipeline = [dict(type='TokenizeCaption', tokenizer=tokenizer), dict(type='PackVSEInputs')]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

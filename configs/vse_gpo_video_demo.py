@@ -9,7 +9,6 @@ vocab_file = 'data/demo/video/annotation/RET/word2int.json'
 tokenizer = dict(type='VocabTokenizer', vocab_file=vocab_file)
 _dataset = dict(
     data_root=data_root,
-    tokenizer=tokenizer,
     ft_files=[
         'ordered_feature/SA/appearance/{split}_ft.hdf5',
         'ordered_feature/SA/motion/{split}_ft.hdf5',
@@ -21,9 +20,18 @@ model = dict(
     img_enc=dict(in_channels=64, embed_dim=256),
     txt_enc=dict(vocab_file=vocab_file, word_dim=64, embed_dim=256),
 )
-train_dataloader = dict(num_workers=1, dataset=_dataset)
-val_dataloader = dict(batch_size=200, num_workers=0, dataset=_dataset)
-test_dataloader = dict(batch_size=200, num_workers=0, dataset=_dataset)
+# The pipelines of vse_video_hgr.py with the demo vocabulary.
+train_pipeline = [
+    dict(type='TokenizeCaption', tokenizer=tokenizer),
+    dict(type='RandomRegionDrop', drop_prob=0.2),
+    dict(type='PackVSEInputs'),
+]
+test_pipeline = [dict(type='TokenizeCaption', tokenizer=tokenizer), dict(type='PackVSEInputs')]
+train_dataloader = dict(num_workers=1, dataset=dict(_dataset, pipeline=train_pipeline))
+val_dataloader = dict(batch_size=200, num_workers=0, dataset=dict(_dataset, pipeline=test_pipeline))
+test_dataloader = dict(
+    batch_size=200, num_workers=0, dataset=dict(_dataset, pipeline=test_pipeline)
+)
 
 # A short schedule: 25 iterations an epoch, a higher LR, all negatives in the first two
 # epochs (hardest negatives from the start collapse an untrained model on this small set).

@@ -11,6 +11,7 @@ import pytest
 from test_vse_data import SIZES, copy_split, dataset
 
 from gpo_plugin.demo import make_demo_data
+from gpo_plugin.datasets import TokenizeCaption
 from gpo_plugin.utils.vocab import build_vocab, save_vocab, split_words
 
 
@@ -23,6 +24,12 @@ def demo(tmp_path_factory):
 
 
 # -- precomputed features, ids and captions --------------------------------------------------
+
+
+def tokenized(root, **kwargs):
+    """The precomputed dataset with the pipeline's first step, TokenizeCaption (word vocabulary)."""
+    step = TokenizeCaption(dict(type='VocabTokenizer', vocab_file=str(root / 'vocab.json')))
+    return dataset(root, pipeline=[step], **kwargs)
 
 
 def test_zero_byte_features_file_is_named(demo, tmp_path):
@@ -73,9 +80,9 @@ def test_caption_of_unknown_words_only_is_named(demo, tmp_path):
     lines[7] = 'zyxxy qwoph blorft'
     (root / 'train_caps.txt').write_text('\n'.join(lines) + '\n')
     with pytest.warns(UserWarning, match=r'1 caption\(s\) have no word .*\(caption indices 7;'):
-        data = dataset(root)
-    unk = data.tokenizer.unk_id
-    assert data[7]['token_ids'][1:-1] == [unk] * 3  # kept, as documented
+        data = tokenized(root)
+    unk = data.pipeline.transforms[0].tokenizer.unk_id
+    assert data[7]['txt'][1:-1] == [unk] * 3  # kept, as documented
 
 
 def test_overlong_caption_is_cut_to_max_words_with_one_warning(demo, tmp_path):
@@ -86,16 +93,16 @@ def test_overlong_caption_is_cut_to_max_words_with_one_warning(demo, tmp_path):
     lines[9] = ' '.join(known[i % len(known)] for i in range(150))
     (root / 'train_caps.txt').write_text('\n'.join(lines) + '\n')
     with pytest.warns(UserWarning) as caught:
-        data = dataset(root)
+        data = tokenized(root)
     messages = [str(w.message) for w in caught if 'max_words' in str(w.message)]
     assert len(messages) == 1, messages
     assert '2 caption(s) longer than max_words=100' in messages[0]
     assert 'caption 3 on line 4, has 5000' in messages[0]
-    assert len(data[3]['token_ids']) == 100 + 2  # <start> + 100 words + <end>
-    assert len(data[9]['token_ids']) == 102
+    assert len(data[3]['txt']) == 100 + 2  # <start> + 100 words + <end>
+    assert len(data[9]['txt']) == 102
     assert data[4]['caption'] == lines[4]  # ordinary captions untouched
-    unlimited = dataset(root, max_words=None)
-    assert len(unlimited[3]['token_ids']) == 5002
+    unlimited = tokenized(root, max_words=None)
+    assert len(unlimited[3]['txt']) == 5002
 
 
 def test_overlong_caption_no_longer_slows_its_batch(demo, tmp_path):
@@ -109,11 +116,12 @@ def test_overlong_caption_no_longer_slows_its_batch(demo, tmp_path):
     lines[0] = ' '.join(['a'] * 5000)
     (root / 'train_caps.txt').write_text('\n'.join(lines) + '\n')
     with pytest.warns(UserWarning, match='max_words'):
-        data = dataset(root)
-    enc = BiGRUTextEncoder(vocab_size=data.tokenizer.vocab_size, word_dim=8, embed_dim=8)
+        data = tokenized(root)
+    vocab_size = data.pipeline.transforms[0].tokenizer.vocab_size
+    enc = BiGRUTextEncoder(vocab_size=vocab_size, word_dim=8, embed_dim=8)
 
     def encode_seconds(indices) -> float:
-        captions = [data[i]['token_ids'] for i in indices]
+        captions = [data[i]['txt'] for i in indices]
         lengths = torch.tensor([len(c) for c in captions])
         tokens = torch.zeros(len(captions), int(lengths.max()), dtype=torch.long)
         for row, caption in enumerate(captions):
@@ -122,7 +130,7 @@ def test_overlong_caption_no_longer_slows_its_batch(demo, tmp_path):
         enc(tokens, lengths).sum().backward()
         return time.perf_counter() - start
 
-    assert int(max(len(data[i]['token_ids']) for i in range(16))) <= 102
+    assert int(max(len(data[i]['txt']) for i in range(16))) <= 102
     encode_seconds(range(16, 32))  # warm-up
     normal = min(encode_seconds(range(16, 32)) for _ in range(3))
     with_long = min(encode_seconds(range(16)) for _ in range(3))

@@ -137,10 +137,10 @@ def test_amp_train_step_of_the_vse_model(dtype):
         optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3), dtype=dtype, loss_scale='dynamic'
     )
     inputs = dict(
-        regions=torch.randn(8, 6, 32),
-        region_lengths=torch.tensor([6, 3, 5, 1, 6, 2, 4, 6]),
-        tokens=torch.randint(1, 50, (8, 7)),
-        token_lengths=torch.tensor([7, 2, 5, 3, 7, 1, 6, 4]),
+        img=torch.randn(8, 6, 32),
+        img_lengths=torch.tensor([6, 3, 5, 1, 6, 2, 4, 6]),
+        txt=torch.randint(1, 50, (8, 7)),
+        txt_lengths=torch.tensor([7, 2, 5, 3, 7, 1, 6, 4]),
     )
     samples = dict(img_idx=torch.arange(8), cap_idx=torch.arange(8))
     for _ in range(3):

@@ -181,13 +181,13 @@ def test_every_trainable_parameter_gets_a_gradient(text):
         )
     )
     inputs = dict(
-        regions=torch.randn(3, 4, 6),
-        region_lengths=torch.tensor([4, 2, 3]),
-        tokens=torch.tensor([[101, 7592, 2088, 102], [101, 2088, 102, 0], [101, 7592, 102, 0]]),
-        token_lengths=torch.tensor([4, 3, 3]),
+        img=torch.randn(3, 4, 6),
+        img_lengths=torch.tensor([4, 2, 3]),
+        txt=torch.tensor([[101, 7592, 2088, 102], [101, 2088, 102, 0], [101, 7592, 102, 0]]),
+        txt_lengths=torch.tensor([4, 3, 3]),
     )
     if text == 'bigru':
-        inputs['tokens'] = inputs['tokens'] % 50
+        inputs['txt'] = inputs['txt'] % 50
     model(inputs, mode='loss')['loss'].backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing

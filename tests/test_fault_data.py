@@ -62,7 +62,7 @@ def test_float_features_are_accepted(demo, tmp_path, dtype):
     root = copy_split(demo, tmp_path)
     ims = np.load(root / 'train_ims.npy')
     np.save(root / 'train_ims.npy', ims.astype(dtype))
-    regions = dataset(root).get_data_info(6)['regions']
+    regions = dataset(root).get_data_info(6)['img']
     assert regions.dtype == np.float32
     np.testing.assert_allclose(regions, ims[1], rtol=1e-3, atol=1e-3)
 
@@ -114,7 +114,7 @@ def test_per_caption_ids_must_repeat_their_image_id(demo, tmp_path):
 
 def test_region_drop_on_an_image_without_regions():
     with pytest.raises(ValueError, match='image 4 has no regions'):
-        RandomRegionDrop()(dict(regions=np.zeros((0, 8), np.float32), img_idx=4))
+        RandomRegionDrop()(dict(img=np.zeros((0, 8), np.float32), img_idx=4))
 
 
 # -- DML annotations and images ------------------------------------------------------------------

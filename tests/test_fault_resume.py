@@ -59,7 +59,7 @@ def vse_args(data, epochs=3, workers=0, extra=()):
         f'train_dataloader.num_workers={workers}',
         f'train_dataloader.persistent_workers={workers > 0}',
         'test_evaluator.fold_size=10',
-        *[f'{s}_dataloader.dataset.tokenizer.vocab_file={vocab}' for s in ('train', 'val', 'test')],
+        f'vocab_file={vocab}',
         *extra,
     ]
     return [str(CONFIGS / 'vse_gpo_demo.py'), '--data-root', str(root), '--cfg-options', *opts]

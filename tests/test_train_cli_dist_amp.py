@@ -45,9 +45,7 @@ def options(root, vocab):
         'train_dataloader.persistent_workers=False',
         'custom_hooks=[]',
     ]
-    opts += [
-        f'{s}_dataloader.dataset.tokenizer.vocab_file={vocab}' for s in ('train', 'val', 'test')
-    ]
+    opts.append(f'vocab_file={vocab}')  # the tools copy it into every pipeline's tokenizer
     return ['--data-root', str(root), '--cfg-options', *opts]
 
 
@@ -64,10 +62,10 @@ def test_amp_on_cpu_trains_in_bfloat16_with_finite_losses(tiny_data, tmp_path, m
         assert model.img_enc.fc(regions).dtype == torch.bfloat16
         img, txt = model(
             dict(
-                regions=regions,
-                region_lengths=torch.tensor([5, 3]),
-                tokens=torch.tensor([[1, 5, 6, 2], [1, 7, 2, 0]]),
-                token_lengths=torch.tensor([4, 3]),
+                img=regions,
+                img_lengths=torch.tensor([5, 3]),
+                txt=torch.tensor([[1, 5, 6, 2], [1, 7, 2, 0]]),
+                txt_lengths=torch.tensor([4, 3]),
             )
         )
         # GPO's weights and the l2-normalised embeddings, hence the loss, stay float32

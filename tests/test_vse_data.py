@@ -1,17 +1,19 @@
 """Precomputed caption dataset, tokenisers, augmentation and collation (docs/vse.md#data)."""
 
 import json
-from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from mmengine.registry import DefaultScope
 
 from gpo_plugin.datasets import (
     PackVSEInputs,
     PrecompCaptionDataset,
     RandomRegionDrop,
     RandomWordAugment,
+    TokenizeCaption,
     VocabTokenizer,
     build_caption_tokenizer,
     vse_collate,
@@ -31,9 +33,8 @@ def demo(tmp_path_factory):
 
 
 def dataset(root, split='train', **kwargs):
-    tokenizer = dict(type='VocabTokenizer', vocab_file=str(Path(root) / 'vocab.json'))
     kwargs.setdefault('feat_dim', 16)
-    return PrecompCaptionDataset(data_root=str(root), split=split, tokenizer=tokenizer, **kwargs)
+    return PrecompCaptionDataset(data_root=str(root), split=split, **kwargs)
 
 
 def copy_split(src, dst, split='train'):
@@ -61,13 +62,28 @@ def test_dataset_reads_samples_memory_mapped(demo):
     assert isinstance(ds.images, np.memmap)
     caps = (demo / 'train_caps.txt').read_text().splitlines()
     ims = np.load(demo / 'train_ims.npy')
-    tok = VocabTokenizer(demo / 'vocab.json')
     for idx in (0, 7, 59):
         info = ds.get_data_info(idx)
         assert info['img_idx'] == idx // 5 and info['cap_idx'] == idx
-        assert np.array_equal(info['regions'], ims[idx // 5])
-        assert info['token_ids'] == tok.encode(caps[idx])[0]
-        assert info['mask_id'] == SPECIALS.index('<mask>')
+        assert np.array_equal(info['img'], ims[idx // 5])
+        assert info['caption'] == caps[idx]
+        # A pure reader: no tokens and no tokenizer constants in the sample.
+        assert not {'txt', 'word_ids', 'mask_id', 'vocab_size', 'random_low'} & set(info)
+
+
+def test_tokenize_caption_heads_the_pipeline(demo):
+    tokenizer = dict(type='VocabTokenizer', vocab_file=str(demo / 'vocab.json'))
+    pipeline = [dict(type='TokenizeCaption', tokenizer=tokenizer), dict(type='PackVSEInputs')]
+    with DefaultScope.overwrite_default_scope('gpo_plugin'):
+        ds = dataset(demo, pipeline=pipeline)
+    tok = VocabTokenizer(demo / 'vocab.json')
+    caps = (demo / 'train_caps.txt').read_text().splitlines()
+    sample = ds[7]
+    assert sample['inputs']['txt'].tolist() == tok.encode(caps[7])[0]
+    assert sample['inputs']['txt'][0] == SPECIALS.index('<start>')
+    assert sample['data_samples'] == dict(img_idx=1, cap_idx=7)
+    out = TokenizeCaption(tok)(dict(caption=caps[7]))
+    assert (out['txt'], out['word_ids']) == tok.encode(caps[7])
 
 
 def test_dataset_max_images_and_ids(demo):
@@ -82,7 +98,7 @@ def test_dataset_pickles_without_the_memory_map(demo):
     _ = ds.images
     clone = pickle.loads(pickle.dumps(ds))
     assert clone._ims is None
-    assert np.array_equal(clone.get_data_info(3)['regions'], ds.get_data_info(3)['regions'])
+    assert np.array_equal(clone.get_data_info(3)['img'], ds.get_data_info(3)['img'])
 
 
 @pytest.mark.parametrize('missing', ['ims.npy', 'caps.txt'])
@@ -145,38 +161,30 @@ def test_vocab_threshold_specials_and_errors(tmp_path):
 def test_region_drop_rate_and_at_least_one_kept():
     np.random.seed(0)
     drop = RandomRegionDrop(0.2)
-    kept = [len(drop.transform({'regions': np.zeros((36, 2))})['regions']) for _ in range(2000)]
+    kept = [len(drop.transform({'img': np.zeros((36, 2))})['img']) for _ in range(2000)]
     assert abs(1 - np.mean(kept) / 36 - 0.2) < 0.01
-    single = [len(drop.transform({'regions': np.zeros((1, 2))})['regions']) for _ in range(200)]
+    single = [len(drop.transform({'img': np.zeros((1, 2))})['img']) for _ in range(200)]
     assert min(single) == 1
     always = RandomRegionDrop(0.999)
     assert all(
-        len(always.transform({'regions': np.arange(10.0)[:, None]})['regions']) == 1
-        for _ in range(50)
+        len(always.transform({'img': np.arange(10.0)[:, None]})['img']) == 1 for _ in range(50)
     )
 
 
 def test_word_augment_rates_and_word_pieces_together():
     np.random.seed(0)
-    aug = RandomWordAugment(prob=0.2)
+    tokenizer = SimpleNamespace(mask_id=103, vocab_size=30000, random_low=2000)
+    aug = RandomWordAugment(tokenizer, prob=0.2)
     n_words, trials = 20, 3000
     # Each word has two pieces (ids 1000 + 2w, 1001 + 2w); ids 101/102 are specials.
     ids = [101] + [1000 + t for t in range(2 * n_words)] + [102]
     word_ids = [None] + [t // 2 for t in range(2 * n_words)] + [None]
     counts = dict(mask=0, random=0, deleted=0)
     for _ in range(trials):
-        out = aug.transform(
-            dict(
-                token_ids=list(ids),
-                word_ids=list(word_ids),
-                mask_id=103,
-                vocab_size=30000,
-                random_low=2000,
-            )
-        )
-        assert out['token_ids'][0] == 101 and out['token_ids'][-1] == 102
+        out = aug.transform(dict(txt=list(ids), word_ids=list(word_ids)))
+        assert out['txt'][0] == 101 and out['txt'][-1] == 102
         pieces = {}
-        for token, word in zip(out['token_ids'], out['word_ids'], strict=True):
+        for token, word in zip(out['txt'], out['word_ids'], strict=True):
             if word is not None:
                 pieces.setdefault(word, []).append(token)
         counts['deleted'] += n_words - len(pieces)
@@ -198,8 +206,8 @@ def test_pack_and_collate_pad_with_lengths():
     samples = [
         PackVSEInputs().transform(
             dict(
-                regions=np.ones((n, 3), np.float32) * n,
-                token_ids=list(range(1, t + 1)),
+                img=np.ones((n, 3), np.float32) * n,
+                txt=list(range(1, t + 1)),
                 img_idx=i,
                 cap_idx=10 + i,
             )

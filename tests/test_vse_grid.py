@@ -30,13 +30,13 @@ def tiny_encoder(**kwargs) -> BackboneGridEncoder:
 def test_grid_drop_params_statistics():
     np.random.seed(0)
     draws = [GridDropParams().transform({}) for _ in range(4000)]
-    rates = np.array([d['grid_drop_rate'] for d in draws])
+    rates = np.array([d['img_drop_rate'] for d in draws])
     # 20 % of images keep everything; the others draw 0.2 * U(0, 1): mean 0.1, max < 0.2.
     assert abs((rates == 0).mean() - 0.2) < 0.02
     dropping = rates[rates > 0]
     assert abs(dropping.mean() - 0.1) < 0.005 and dropping.max() < 0.2
     assert abs(np.median(dropping) - 0.1) < 0.01
-    assert len({d['grid_drop_seed'] for d in draws}) > 3900
+    assert len({d['img_drop_seed'] for d in draws}) > 3900
     with pytest.raises(ValueError, match='keep_all_prob'):
         GridDropParams(keep_all_prob=1.5)
 
@@ -180,7 +180,7 @@ def test_pack_collate_images_and_drop_params():
     samples = []
     for i in range(3):
         results = dict(
-            img=np.full((8, 6, 3), i, np.uint8), token_ids=[1, 2, 3][: i + 1], img_idx=i, cap_idx=i
+            img=np.full((8, 6, 3), i, np.uint8), txt=[1, 2, 3][: i + 1], img_idx=i, cap_idx=i
         )
         samples.append(PackVSEInputs().transform(GridDropParams().transform(results)))
     batch = vse_collate(samples)
@@ -189,10 +189,21 @@ def test_pack_collate_images_and_drop_params():
     assert 'img_lengths' not in inputs and inputs['txt_lengths'].tolist() == [1, 2, 3]
     assert inputs['img_drop_seed'].dtype == torch.long and inputs['img_drop_rate'].shape == (3,)
     odd = PackVSEInputs().transform(
-        dict(img=np.zeros((5, 6, 3), np.uint8), token_ids=[1], img_idx=0, cap_idx=0)
+        dict(img=np.zeros((5, 6, 3), np.uint8), txt=[1], img_idx=0, cap_idx=0)
     )
     with pytest.raises(ValueError, match='fixed-size resize'):
         vse_collate([samples[0], odd])
+
+
+def test_pack_tells_a_grey_image_from_a_region_set():
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    # A decoded image carries mmcv's img_shape: (H, W) grey -> (3, H, W), its dtype.
+    image = PackVSEInputs()(dict(img=grey, img_shape=(3, 4)))['inputs']['img']
+    assert image.shape == (3, 3, 4) and image.dtype == torch.uint8
+    assert all(torch.equal(image[c], torch.from_numpy(grey)) for c in range(3))
+    # The same array without img_shape is a set of 3 regions of 4 channels, packed float32.
+    regions = PackVSEInputs()(dict(img=grey))['inputs']['img']
+    assert regions.dtype == torch.float32 and torch.equal(regions, torch.from_numpy(grey).float())
 
 
 def test_data_preprocessor_matches_mmpretrain():
@@ -203,27 +214,25 @@ def test_data_preprocessor_matches_mmpretrain():
     ours = VSEDataPreprocessor(mean=mean, std=std, to_rgb=True)(dict(inputs=dict(img=images)))
     ref = ClsDataPreprocessor(mean=mean, std=std, to_rgb=True)(dict(inputs=list(images)))
     torch.testing.assert_close(ours['inputs']['img'], ref['inputs'])
-    # Region sets pass through untouched (same values, same dtype), legacy names renamed.
+    # Region sets pass through untouched (same values, same dtype).
     regions = torch.randn(2, 3, 4)
-    out = VSEDataPreprocessor(mean=mean, std=std)(dict(inputs=dict(regions=regions)))
-    assert torch.equal(out['inputs']['img'], regions)
+    out = VSEDataPreprocessor(mean=mean, std=std)(dict(inputs=dict(img=regions)))
+    assert out['inputs']['img'] is regions
     with pytest.raises(ValueError, match='both'):
         VSEDataPreprocessor(mean=mean)
 
 
-def test_legacy_and_new_input_names_give_identical_outputs():
-    torch.manual_seed(0)
+def test_other_input_names_are_refused_by_name():
     model = VSERetriever(
         img_enc=dict(type='PrecompRegionEncoder', in_channels=8, embed_dim=6),
         txt_enc=dict(type='BiGRUTextEncoder', vocab_size=30, word_dim=4, embed_dim=6),
     ).eval()
     regions, tokens = torch.randn(3, 5, 8), torch.randint(1, 30, (3, 6))
-    rl, tl = torch.tensor([5, 2, 4]), torch.tensor([6, 3, 1])
-    old = model(dict(regions=regions, region_lengths=rl, tokens=tokens, token_lengths=tl))
-    new = model(dict(img=regions, img_lengths=rl, txt=tokens, txt_lengths=tl))
-    assert torch.equal(old[0], new[0]) and torch.equal(old[1], new[1])
-    with pytest.raises(ValueError, match='mix'):
-        model(dict(regions=regions, img=regions, txt=tokens))
+    old = dict(regions=regions, region_lengths=torch.tensor([5, 2, 4]), tokens=tokens)
+    with pytest.raises(KeyError, match=r"unknown keys \['region_lengths', 'regions', 'tokens'\]"):
+        model.data_preprocessor(dict(inputs=old))
+    with pytest.raises(KeyError, match=r"lack \['img', 'txt'\]"):
+        model(old)
 
 
 def test_embedding_progress_hook_reports_items_per_second(capsys, monkeypatch):
@@ -260,10 +269,18 @@ def test_grid_configs_carry_the_recipe(name):
     assert cfg.model.img_enc.type == 'BackboneGridEncoder' and cfg.model.img_enc.frozen_bn
     assert cfg.model.data_preprocessor.to_rgb
     train = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
-    assert train[:4] == ['LoadVSEImage', 'RandomSideRatioCrop', 'Resize', 'RandomFlip']
+    assert train[:5] == [
+        'TokenizeCaption',
+        'LoadVSEImage',
+        'RandomSideRatioCrop',
+        'Resize',
+        'RandomFlip',
+    ]
+    test = [t['type'] for t in cfg.test_dataloader.dataset.pipeline]
+    assert test[0] == 'TokenizeCaption' and test[-1] == 'PackVSEInputs'
     assert 'GridDropParams' in train and 'GridDropParams' not in str(cfg.test_dataloader)
     size = 224 if 'demo' in name else 512
-    assert cfg.train_dataloader.dataset.pipeline[2]['scale'] == (size, size)
+    assert cfg.train_dataloader.dataset.pipeline[3]['scale'] == (size, size)
     if 'kmax' in name:
         assert cfg.model.img_enc.pooling == dict(type='KMaxPooling', k=20)
         assert cfg.model.txt_enc.pooling == dict(type='KMaxPooling', k=20)

@@ -23,7 +23,15 @@ def tiny_config(vocab_file: str) -> Config:
         dict(
             default_scope='gpo_plugin',
             model=model,
-            test_dataloader=dict(dataset=dict(type='PrecompCaptionDataset', tokenizer=tokenizer)),
+            test_dataloader=dict(
+                dataset=dict(
+                    type='PrecompCaptionDataset',
+                    pipeline=[
+                        dict(type='TokenizeCaption', tokenizer=tokenizer),
+                        dict(type='PackVSEInputs'),
+                    ],
+                )
+            ),
         )
     )
 
@@ -119,8 +127,11 @@ def test_retrieve_tool_on_image_files(trained, tmp_path, capsys):
             ),
             test_dataloader=dict(
                 dataset=dict(
-                    tokenizer=dict(type='VocabTokenizer', vocab_file=str(vocab)),
                     pipeline=[
+                        dict(
+                            type='TokenizeCaption',
+                            tokenizer=dict(type='VocabTokenizer', vocab_file=str(vocab)),
+                        ),
                         dict(type='LoadVSEImage'),
                         dict(type='Resize', scale=(64, 64), keep_ratio=False),
                         dict(type='PackVSEInputs'),
@@ -171,3 +182,15 @@ def test_retrieve_tool_on_image_files(trained, tmp_path, capsys):
     sims = inf.encode_texts('w1 w2') @ inf.encode_images(sorted(images.glob('*.png'))).t()
     assert scores == pytest.approx(sorted(sims[0].tolist(), reverse=True), abs=1e-3)
     assert '<img src="data:image/png;base64,' in (tmp_path / 'hits.html').read_text()
+
+
+def test_captions_need_the_tokenizer_at_the_head_of_the_test_pipeline(trained):
+    cfg, ckpt, _, inputs = trained
+    bare = Config(cfg.to_dict())
+    bare.test_dataloader.dataset.pipeline = [dict(type='PackVSEInputs')]
+    inf = VSEInferencer(bare, ckpt, device='cpu')
+    with pytest.raises(ValueError, match=r"dict\(type='TokenizeCaption', tokenizer=...\)"):
+        inf.encode_texts(['w1'])
+    # Token ids and images need no tokenizer.
+    assert inf.encode_texts(inputs['txt'], inputs['txt_lengths']).shape == (8, 16)
+    assert inf.encode_images(inputs['img'], inputs['img_lengths']).shape == (8, 16)

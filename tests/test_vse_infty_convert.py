@@ -107,7 +107,7 @@ def test_region_bigru_checkpoint_converts_to_same_embeddings(bigru_checkpoint, c
 
     # Strings through the written vocabulary vs published ids of the same words.
     tokenizer = VocabTokenizer(
-        Config.fromfile(f'{dst}.py').test_dataloader.dataset.tokenizer.vocab_file
+        Config.fromfile(f'{dst}.py').test_dataloader.dataset.pipeline[0].tokenizer.vocab_file
     )
     ours_ids, ours_len = padded([tokenizer.encode(c)[0] for c in CAPTIONS])
     pub_ids, pub_len = padded([published_ids(c, word2idx) for c in CAPTIONS])
@@ -141,7 +141,11 @@ def test_written_config_is_a_full_test_config(bigru_checkpoint):
     # COCO (opt.data_name): testall with the 1K folds, the BiGRU tokenizer on the written vocab.
     assert cfg.test_dataloader.dataset.split == 'testall'
     assert cfg.test_evaluator.fold_size == 1000
-    assert cfg.test_dataloader.dataset.tokenizer.vocab_file == str(tmp_path / 'full.pth.vocab.json')
+    pipelines = cfg.train_dataloader.dataset.pipeline + cfg.test_dataloader.dataset.pipeline
+    steps = [step for step in pipelines if 'tokenizer' in step]
+    kinds = ['TokenizeCaption', 'RandomWordAugment', 'TokenizeCaption']  # train, then test
+    assert [step.type for step in steps] == kinds
+    assert all(s.tokenizer.vocab_file == str(tmp_path / 'full.pth.vocab.json') for s in steps)
     assert cfg.model.txt_enc.vocab_size == len(WORDS) + 5
     meta = torch.load(dst, weights_only=True)['meta']
     assert meta['epoch'] == 24 and meta['vse_infty_opt']['data_name'] == 'coco_precomp'
@@ -168,7 +172,7 @@ def test_bert_checkpoint_converts_to_same_embeddings(tmp_path):
     convert_main([str(src), str(dst), '--pretrained', minilm])
     model = build_converted(dst)
     cfg = Config.fromfile(f'{dst}.py')
-    assert cfg.test_dataloader.dataset.tokenizer.path == minilm
+    assert cfg.test_dataloader.dataset.pipeline[0].tokenizer.path == minilm
     tokenizer = HFTokenizer(minilm)
     ids, lengths = padded([tokenizer.encode(c)[0] for c in CAPTIONS])
     with torch.no_grad():

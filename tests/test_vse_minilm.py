@@ -67,18 +67,10 @@ def test_word_augment_keeps_word_pieces_together_on_real_tokens(minilm):
     ids, word_ids = tokenizer.encode('skateboarding snowboarders everywhere')
     assert len(ids) > 5  # several words split into pieces
     np.random.seed(1)
-    aug = RandomWordAugment(prob=1.0, mask_frac=1.0, random_frac=0.0)
-    out = aug.transform(
-        dict(
-            token_ids=list(ids),
-            word_ids=list(word_ids),
-            mask_id=tokenizer.mask_id,
-            vocab_size=tokenizer.vocab_size,
-            random_low=tokenizer.random_low,
-        )
-    )
-    assert out['token_ids'][1:-1] == [tokenizer.mask_id] * (len(ids) - 2)
-    assert out['token_ids'][0] == ids[0] and out['token_ids'][-1] == ids[-1]
+    aug = RandomWordAugment(tokenizer, prob=1.0, mask_frac=1.0, random_frac=0.0)
+    out = aug.transform(dict(txt=list(ids), word_ids=list(word_ids)))
+    assert out['txt'][1:-1] == [tokenizer.mask_id] * (len(ids) - 2)
+    assert out['txt'][0] == ids[0] and out['txt'][-1] == ids[-1]
 
 
 def test_missing_bert_path_names_the_config_field(tmp_path):
@@ -108,10 +100,10 @@ def test_minilm_retriever_trains_a_step_with_bert_at_lower_lr():
     tokenizer = HFTokenizer(MINILM)
     tokens, lengths = encode(tokenizer, ['a cat', 'a dog on a bench', 'two birds'])
     inputs = dict(
-        regions=torch.randn(3, 5, 4),
-        region_lengths=torch.tensor([5, 4, 2]),
-        tokens=tokens,
-        token_lengths=lengths,
+        img=torch.randn(3, 5, 4),
+        img_lengths=torch.tensor([5, 4, 2]),
+        txt=tokens,
+        txt_lengths=lengths,
     )
     before = model.txt_enc.bert.encoder.layer[0].attention.self.query.weight.clone()
     log = model.train_step(dict(inputs=inputs, data_samples=None), wrapper)

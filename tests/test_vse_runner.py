@@ -39,8 +39,7 @@ def options(root, vocab, max_epochs):
         'test_evaluator.fold_size=10',
         'custom_hooks.0.warmup_epochs=1',
     ]
-    for split in ('train', 'val', 'test'):
-        opts.append(f'{split}_dataloader.dataset.tokenizer.vocab_file={vocab}')
+    opts.append(f'vocab_file={vocab}')  # the tools copy it into every pipeline's tokenizer
     return ['--data-root', str(root), '--cfg-options', *opts]
 
 
@@ -145,12 +144,14 @@ def test_missing_real_data_fails_with_the_file_name(tmp_path):
     from mmengine.config import Config
     from mmengine.runner import Runner
 
+    from gpo_plugin.datasets import set_pipeline_tokenizer
+
     cfg = Config.fromfile(str(CONFIGS / 'vse_gpo_coco_bigru.py'))
     vocab = tmp_path / 'vocab.json'
     vocab.write_text(json.dumps({'words': ['<pad>', '<start>', '<end>', '<unk>', '<mask>']}))
     cfg.work_dir = str(tmp_path)
     cfg.model.txt_enc.vocab_file = str(vocab)
-    cfg.train_dataloader.dataset.tokenizer.vocab_file = str(vocab)
+    set_pipeline_tokenizer(cfg, dict(type='VocabTokenizer', vocab_file=str(vocab)))
     cfg.train_dataloader.dataset.data_root = str(tmp_path / 'coco')
     runner = Runner.from_cfg(cfg)
     with pytest.raises(FileNotFoundError, match=r'coco/train_ims.npy'):

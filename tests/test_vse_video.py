@@ -22,6 +22,7 @@ from gpo_plugin.datasets import (
     EmptyCaptionsError,
     FeatureDimensionError,
     MissingVideoError,
+    TokenizeCaption,
     VideoCaptionDataset,
     select_frames,
 )
@@ -57,11 +58,9 @@ def _write_hgr(root: Path, dims=(3, 2), names=NAMES, frames=FRAMES, captions=CAP
 
 
 def _hgr_dataset(root: Path, files=('ft0_{split}.hdf5', 'ft1_{split}.hdf5'), **kw):
-    vocab = str(root / 'annotation/RET/word2int.json')
     return VideoCaptionDataset(
         data_root=str(root),
         split='tst',
-        tokenizer=dict(type='VocabTokenizer', vocab_file=vocab),
         ft_files=list(files),
         **kw,
     )
@@ -83,11 +82,13 @@ def test_hgr_layout_reads_the_raw_files(tmp_path):
             np.testing.assert_array_equal(np.concatenate(raw[name], axis=1), full)
             # linspace(0, T-1, 4) rounded: T=5 -> 0, 1.33, 2.67, 4; T=25 -> 0, 8, 16, 24.
             keep = {5: [0, 1, 3, 4], 25: [0, 8, 16, 24], 1: [0]}[len(full)]
-            np.testing.assert_array_equal(info['regions'], full[keep])
+            np.testing.assert_array_equal(info['img'], full[keep])
     # word2int.json is the vocabulary: our specials, then its words by id.
-    tokens = ds.get_data_info(0)['token_ids']
+    vocab = str(tmp_path / 'annotation/RET/word2int.json')
+    tokenize = TokenizeCaption(dict(type='VocabTokenizer', vocab_file=vocab))
+    tokens = tokenize(ds.get_data_info(0))['txt']
     assert tokens == [1, 5, 6, 7, 8, 2]  # <start> a man runs . <end>
-    assert ds.get_data_info(3)['token_ids'] == [1, 5, 9, 3, 8, 2]  # 'sleeps' is <unk>
+    assert tokenize(ds.get_data_info(3))['txt'] == [1, 5, 9, 3, 8, 2]  # 'sleeps' is <unk>
 
 
 def test_plain_npy_layout(tmp_path):
@@ -105,9 +106,6 @@ def test_plain_npy_layout(tmp_path):
     ds = VideoCaptionDataset(
         data_root=str(tmp_path),
         split='tst',
-        tokenizer=dict(
-            type='VocabTokenizer', vocab_file=str(tmp_path / 'annotation/RET/word2int.json')
-        ),
         frame_dir='frames',
         name_file='names.txt',
         caption_file='caps.json',
@@ -115,7 +113,7 @@ def test_plain_npy_layout(tmp_path):
     assert [ds.get_data_info(i)['video'] for i in range(len(ds))] == ['d', 'c', 'c', 'a']
     for i in range(len(ds)):
         info = ds.get_data_info(i)
-        np.testing.assert_array_equal(info['regions'], raw[info['video']])  # no cap: all frames
+        np.testing.assert_array_equal(info['img'], raw[info['video']])  # no cap: all frames
     assert [ds.get_data_info(i)['cap_idx'] for i in range(4)] == [0, 1, 2, 2]
 
 
@@ -182,9 +180,6 @@ def test_named_errors(tmp_path):
         VideoCaptionDataset(
             data_root=str(root),
             split='tst',
-            tokenizer=dict(
-                type='VocabTokenizer', vocab_file=str(root / 'annotation/RET/word2int.json')
-            ),
             frame_dir='frames',
         )
     with pytest.raises(FileNotFoundError, match='nope_tst.hdf5'):
@@ -323,6 +318,11 @@ def test_video_configs_build(config, tmp_path):
     assert cfg.param_scheduler[0].milestones == [25] and cfg.optim_wrapper.optimizer.lr == 1e-4
     assert cfg.model.head.loss.margin == 0.2 and cfg.model.head.loss.max_violation
     assert cfg.test_evaluator.type == 'VideoRetrievalMetric'
+    tokenizer = dict(type='VocabTokenizer', vocab_file=cfg.vocab_file)
+    for loader in ('train', 'val', 'test'):  # every pipeline tokenises first, with the vocabulary
+        assert cfg[f'{loader}_dataloader'].dataset.pipeline[0] == dict(
+            type='TokenizeCaption', tokenizer=tokenizer
+        )
     frames = model.img_enc(torch.randn(2, 20, dim), torch.tensor([20, 3]))
     assert frames.shape == (2, 1024)
 
@@ -352,7 +352,6 @@ def test_train_and_test_from_the_command_line(config, tmp_path):
     ]
     for loader in ('train', 'val', 'test'):
         options += [
-            f'{loader}_dataloader.dataset.tokenizer.vocab_file={vocab}',
             f'{loader}_dataloader.dataset.ft_files={files}',
             f'{loader}_dataloader.dataset.feat_dim=64',
         ]
@@ -399,11 +398,11 @@ def test_hdf5_handles_open_lazily_per_process(tmp_path):
     raw = _write_hgr(tmp_path)
     ds = _hgr_dataset(tmp_path)
     assert ds.frames._handles is None  # closed after the check: forked workers open their own
-    first = ds.get_data_info(2)['regions']
+    first = ds.get_data_info(2)['img']
     assert ds.frames._handles is not None
     clone = pickle.loads(pickle.dumps(ds))  # what a spawned worker receives
     assert clone.frames._handles is None
-    np.testing.assert_array_equal(clone.get_data_info(2)['regions'], first)
+    np.testing.assert_array_equal(clone.get_data_info(2)['img'], first)
     np.testing.assert_array_equal(first, np.concatenate(raw['b/c'], axis=1))
 
 

@@ -17,14 +17,15 @@ from mmengine.utils import ProgressBar
 from torch import Tensor
 
 from gpo_plugin.apis.retrieval_index import EmbeddingIndex, chunked_topk
-from gpo_plugin.datasets.text_tokenizers import build_caption_tokenizer
 from gpo_plugin.datasets.vse_collate import vse_collate
 from gpo_plugin.registry import MODELS
 from gpo_plugin.utils.checkpoints import safe_torch_load
 from gpo_plugin.utils.config_setup import set_vocab_file
 
-# Transforms of a test pipeline that act on captions only (left out for images).
-_TEXT_TRANSFORMS = {'RandomWordAugment', 'PackVSEInputs'}
+# Transforms of a test pipeline that act on captions only (left out for images), and the
+# ones a caption goes through (the test pipeline's, in its order).
+_TEXT_TRANSFORMS = {'TokenizeCaption', 'RandomWordAugment', 'PackVSEInputs'}
+_CAPTION_STEPS = {'TokenizeCaption', 'PackVSEInputs'}
 
 ImagesLike = Tensor | np.ndarray | Sequence[str | os.PathLike | np.ndarray] | str | os.PathLike
 TextsLike = Tensor | Sequence[str] | str
@@ -79,7 +80,6 @@ class VSEInferencer:
         else:
             self.load_checkpoint(checkpoint)
         self.model.to(self.device).eval()
-        self._tokenizer = None
         self._image_pipeline = None
         self._text_pipeline = None
 
@@ -104,15 +104,14 @@ class VSEInferencer:
         if not loader or 'dataset' not in loader:
             raise ValueError(
                 'VSEInferencer: the config has no test_dataloader.dataset to take the '
-                'tokenizer and image pipeline from.'
+                'caption and image pipelines from.'
             )
         return loader['dataset']
 
     @property
     def tokenizer(self):
-        if self._tokenizer is None:
-            self._tokenizer = build_caption_tokenizer(self._test_dataset_cfg()['tokenizer'])
-        return self._tokenizer
+        """The tokenizer of the test pipeline's ``TokenizeCaption``."""
+        return self.text_pipeline.transforms[0].tokenizer
 
     @property
     def image_pipeline(self) -> Compose:
@@ -132,17 +131,24 @@ class VSEInferencer:
             self._image_pipeline = Compose([*steps, dict(type='PackVSEInputs')])
         return self._image_pipeline
 
-    # -- encoding ----------------------------------------------------------------------------
     @property
     def text_pipeline(self) -> Compose:
-        """The caption steps of the test pipeline (``PackVSEInputs`` last)."""
+        """The caption steps of the test pipeline: ``TokenizeCaption`` ... ``PackVSEInputs``."""
         if self._text_pipeline is None:
             steps = [
                 t
                 for t in self._test_dataset_cfg().get('pipeline', [])
-                if t['type'] == 'PackVSEInputs'
+                if t['type'] in _CAPTION_STEPS
             ]
-            self._text_pipeline = Compose(steps or [dict(type='PackVSEInputs')])
+            if not steps or steps[0]['type'] != 'TokenizeCaption':
+                raise ValueError(
+                    "VSEInferencer: the config's test pipeline does not start the caption side "
+                    "with dict(type='TokenizeCaption', tokenizer=...); add it to "
+                    'test_dataloader.dataset.pipeline.'
+                )
+            if steps[-1]['type'] != 'PackVSEInputs':
+                steps.append(dict(type='PackVSEInputs'))
+            self._text_pipeline = Compose(steps)
         return self._text_pipeline
 
     @property
@@ -195,7 +201,7 @@ class VSEInferencer:
 
             def run_sets(s: slice) -> Tensor:
                 batch = vse_collate(
-                    [pipeline(dict(regions=np.asarray(x, np.float32))) for x in images[s]]
+                    [pipeline(dict(img=np.asarray(x, np.float32))) for x in images[s]]
                 )
                 return self._embed_images(batch['inputs']['img'], batch['inputs']['img_lengths'])
 
@@ -215,9 +221,9 @@ class VSEInferencer:
         """Unit-norm caption embeddings (N, E) on the CPU.
 
         Args:
-            texts: captions (strings: tokenised by the tokenizer of the config's test
-                dataset and packed by its pipeline and collate, as in evaluation), or token
-                ids (N, T) with ``lengths``.
+            texts: captions (strings: through the caption steps of the config's test
+                pipeline, ``TokenizeCaption`` to ``PackVSEInputs``, and ``vse_collate``, as
+                in evaluation), or token ids (N, T) with ``lengths``.
             lengths: (N,) token counts for token ids; None means all T are valid.
         """
         if isinstance(texts, str):
@@ -237,14 +243,10 @@ class VSEInferencer:
             raise TypeError('VSEInferencer.encode_texts: captions must be strings.')
         # Captions in order of length, so each batch pads to similar lengths.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        tok, pipeline = self.tokenizer, self.text_pipeline
+        pipeline = self.text_pipeline
 
         def run(s: slice) -> Tensor:
-            samples = []
-            for i in order[s]:
-                ids, word_ids = tok.encode(texts[i])
-                samples.append(pipeline(dict(caption=texts[i], token_ids=ids, word_ids=word_ids)))
-            batch = vse_collate(samples)['inputs']
+            batch = vse_collate([pipeline(dict(caption=texts[i])) for i in order[s]])['inputs']
             return self._embed_texts(batch['txt'], batch['txt_lengths'])
 
         out = self._batched(len(texts), run)

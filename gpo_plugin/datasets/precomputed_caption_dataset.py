@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 from mmengine.dataset import BaseDataset
 
 from gpo_plugin.registry import DATASETS
-from gpo_plugin.utils.vocab import split_words
 
-from .text_tokenizers import VocabTokenizer, build_caption_tokenizer
-
-# Words kept of a caption (DEFAULT_MAX_WORDS); COCO and Flickr30K captions are about 10 words.
-DEFAULT_MAX_WORDS = 100
+from .caption_layout import DEFAULT_MAX_WORDS, cap_caption_words, read_caption_layout
+from .text_tokenizers import VocabTokenizer, warn_unknown_only
+from .vse_transforms import TokenizeCaption
 
 
 @DATASETS.register_module()
@@ -25,23 +22,22 @@ class PrecompCaptionDataset(BaseDataset):
     ``{split}_ims.npy`` (N, R, D) float features, memory-mapped; ``{split}_caps.txt``, one
     caption a line, k consecutive lines per image (k = #captions / N, 5 for COCO/F30K);
     ``{split}_ids.txt`` (optional), one integer id a line for each image or each caption.
+    The caption and id files are read and checked by
+    :func:`~gpo_plugin.datasets.caption_layout.read_caption_layout`.
 
     Captions longer than ``max_words`` words are cut to their first ``max_words`` (with one
     warning for the split): one runaway caption would otherwise make its whole batch's text
-    encoder run as long as it. With a word vocabulary, captions made only of unknown words
-    (every token ``<unk>``: usually a vocabulary built from other captions) are kept but
-    named in a warning.
+    encoder run as long as it. When the pipeline tokenises with a word vocabulary, captions
+    made only of unknown words (every token ``<unk>``: usually a vocabulary built from other
+    captions) are kept but named in a warning.
 
-    A sample (before the pipeline) holds ``regions`` (R, D) float32, ``token_ids`` /
-    ``word_ids`` of the tokenised caption, ``img_idx`` (image index in the split),
-    ``cap_idx`` (caption index) and the tokenizer's ``mask_id``, ``vocab_size`` and
-    ``random_low`` for word augmentation.
+    A sample (before the pipeline) holds ``img`` (R, D) float32 (the image's region set),
+    ``caption`` (the string; the pipeline's :class:`TokenizeCaption` tokenises it),
+    ``img_idx`` (image index in the split) and ``cap_idx`` (caption index).
 
     Args:
         data_root: directory holding the split files, e.g. ``data/coco/precomp``.
         split: ``'train'``, ``'dev'``, ``'test'`` or ``'testall'``.
-        tokenizer: ``dict(type='VocabTokenizer', vocab_file=...)`` or
-            ``dict(type='HFTokenizer', path=...)``.
         feat_dim: expected feature dimension D (the image encoder's ``in_channels``);
             ``None`` skips the check.
         captions_per_image: expected k; ``None`` takes it from the files.
@@ -51,7 +47,7 @@ class PrecompCaptionDataset(BaseDataset):
             memory map), and refuse NaN/inf naming the image. Defaults to True.
         max_words: longest caption kept, in words (``split_words``: words and punctuation
             marks); longer ones are truncated. Defaults to 100. ``None``: no limit.
-        pipeline: transforms applied to each sample.
+        pipeline: transforms applied to each sample, ``TokenizeCaption`` first.
         test_mode: mmengine flag (no effect on the data).
     """
 
@@ -59,7 +55,6 @@ class PrecompCaptionDataset(BaseDataset):
         self,
         data_root: str,
         split: str,
-        tokenizer: dict,
         feat_dim: int | None = None,
         captions_per_image: int | None = None,
         max_images: int | None = None,
@@ -75,7 +70,6 @@ class PrecompCaptionDataset(BaseDataset):
         self.max_images = max_images
         self.check_finite = check_finite
         self.max_words = max_words
-        self.tokenizer = build_caption_tokenizer(tokenizer)
         self._ims: np.ndarray | None = None
         super().__init__(
             data_root=data_root,
@@ -115,6 +109,25 @@ class PrecompCaptionDataset(BaseDataset):
                     '{split}_caps.txt, {split}_ids.txt (e.g. via --cfg-options).'
                 )
         ims = load_features(ims_path)
+        self._check_features(ims, ims_path)
+        layout = read_caption_layout(
+            caps_path, self._file('ids.txt'), ims.shape[0], self.expected_k, 'PrecompCaptionDataset'
+        )
+        captions = cap_caption_words(layout.captions, self.max_words, caps_path)
+        tokenizer = self._pipeline_tokenizer()
+        if isinstance(tokenizer, VocabTokenizer):
+            warn_unknown_only(captions, tokenizer, caps_path)
+        k, num_images = layout.captions_per_image, layout.num_images
+        if self.max_images is not None:
+            num_images = min(num_images, self.max_images)
+        if self.check_finite:
+            check_finite_features(ims, ims_path, num_images)
+        self._metainfo.update(
+            captions_per_image=k, num_images=num_images, image_ids=layout.image_ids
+        )
+        return [dict(img_idx=c // k, cap_idx=c, caption=captions[c]) for c in range(num_images * k)]
+
+    def _check_features(self, ims: np.ndarray, ims_path: Path) -> None:
         if ims.ndim != 3:
             raise ValueError(
                 f'PrecompCaptionDataset: {ims_path} must hold an (N, R, D) array '
@@ -138,74 +151,16 @@ class PrecompCaptionDataset(BaseDataset):
                 f'config expects feat_dim={self.feat_dim}; set `feat_dim` of the dataset and '
                 '`in_channels` of the image encoder to the features you have.'
             )
-        captions = cap_caption_words(read_captions(caps_path), self.max_words, caps_path)
-        if isinstance(self.tokenizer, VocabTokenizer):
-            warn_unknown_only(captions, self.tokenizer, caps_path)
-        num_images, num_caps = ims.shape[0], len(captions)
-        if num_caps == 0 or num_caps % num_images:
-            raise ValueError(
-                f'PrecompCaptionDataset: {caps_path} has {num_caps} captions for {num_images} '
-                f'images in {ims_path}; expected a positive multiple of {num_images} (k '
-                'consecutive captions per image).'
-            )
-        k = num_caps // num_images
-        if self.expected_k is not None and k != self.expected_k:
-            raise ValueError(
-                f'PrecompCaptionDataset: {caps_path} has {k} captions per image, '
-                f'the config expects captions_per_image={self.expected_k}.'
-            )
-        ids = self._read_ids(num_images, k)
-        if self.max_images is not None:
-            num_images = min(num_images, self.max_images)
-        if self.check_finite:
-            check_finite_features(ims, ims_path, num_images)
-        self._metainfo.update(captions_per_image=k, num_images=num_images, image_ids=ids)
-        return [dict(img_idx=c // k, cap_idx=c, caption=captions[c]) for c in range(num_images * k)]
 
-    def _read_ids(self, num_images: int, k: int) -> list[str]:
-        path = self._file('ids.txt')
-        if not path.is_file():
-            return [str(i) for i in range(num_images)]
-        numbered = [(n, line) for n, line in enumerate(read_lines(path), 1) if line]
-        if len(numbered) == num_images * k and k > 1:
-            for n, image_id in numbered:
-                first_n, first = numbered[(n - 1) // k * k]
-                if image_id != first:
-                    raise ValueError(
-                        f'PrecompCaptionDataset: {path}:{n}: id {image_id!r} differs from '
-                        f'{first!r} on line {first_n}; per-caption ids must repeat the id of '
-                        f'their image on all k = {k} consecutive lines.'
-                    )
-            numbered = numbered[::k]
-        for n, image_id in numbered:
-            if not _is_integer(image_id):
-                raise ValueError(
-                    f'PrecompCaptionDataset: {path}:{n}: id {image_id!r} is not an integer; '
-                    'the file holds one integer image id a line (e.g. COCO ids). Fix that line '
-                    'or remove the file (ids then default to 0..N-1).'
-                )
-        if len(numbered) != num_images:
-            raise ValueError(
-                f'PrecompCaptionDataset: {path} has {len(numbered)} ids; expected one '
-                f'per image ({num_images}) or per caption ({num_images * k}).'
-            )
-        seen: dict[str, int] = {}
-        for n, image_id in numbered:
-            if image_id in seen:
-                raise ValueError(
-                    f'PrecompCaptionDataset: {path}:{n}: image id {image_id!r} already given '
-                    f'on line {seen[image_id]}; every image needs its own id.'
-                )
-            seen[image_id] = n
-        return [image_id for _, image_id in numbered]
+    def _pipeline_tokenizer(self):
+        """The tokenizer of the pipeline's ``TokenizeCaption`` (None without one)."""
+        steps = getattr(self.pipeline, 'transforms', [])
+        return next((t.tokenizer for t in steps if isinstance(t, TokenizeCaption)), None)
 
     # -- samples -------------------------------------------------------------------------
     def get_data_info(self, idx: int) -> dict:
         info = dict(super().get_data_info(idx))
-        info['regions'] = np.array(self.images[info['img_idx']], dtype=np.float32)
-        info['token_ids'], info['word_ids'] = self.tokenizer.encode(info['caption'])
-        tok = self.tokenizer
-        info.update(mask_id=tok.mask_id, vocab_size=tok.vocab_size, random_low=tok.random_low)
+        info['img'] = np.array(self.images[info['img_idx']], dtype=np.float32)
         return info
 
 
@@ -228,84 +183,6 @@ def load_features(path: Path) -> np.ndarray:
             f'PrecompCaptionDataset: {path} is not a readable .npy array ({type(err).__name__}: '
             f'{err}); it may be truncated or another format. Write it with numpy.save.'
         ) from None
-
-
-def _is_integer(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True
-
-
-def cap_caption_words(captions: list[str], max_words: int | None, path: Path) -> list[str]:
-    """``captions`` with each cut to its first ``max_words`` words; one warning names how
-    many were cut and the longest."""
-    if max_words is None:
-        return captions
-    if max_words < 1:
-        raise ValueError(f'PrecompCaptionDataset: max_words must be >= 1 or None, got {max_words}.')
-    long = [(n, words) for n, c in enumerate(captions) if len(words := split_words(c)) > max_words]
-    if not long:
-        return captions
-    captions = list(captions)
-    for n, words in long:
-        captions[n] = ' '.join(words[:max_words])
-    longest, words = max(long, key=lambda item: len(item[1]))
-    warnings.warn(
-        f'PrecompCaptionDataset: {path}: {len(long)} caption(s) longer than max_words='
-        f'{max_words} were cut to {max_words} words (the longest, caption {longest} on line '
-        f'{longest + 1}, has {len(words)}); raise `max_words` in the dataset config to keep more.',
-        stacklevel=2,
-    )
-    return captions
-
-
-def warn_unknown_only(captions: list[str], tokenizer: VocabTokenizer, path: Path) -> list[int]:
-    """Warn about (and return) the indices of captions none of whose words is in the
-    vocabulary: they train on ``<unk>`` tokens only."""
-    known = tokenizer.word2idx
-    unknown = [n for n, c in enumerate(captions) if not any(w in known for w in split_words(c))]
-    if unknown:
-        shown = ', '.join(str(n) for n in unknown[:10]) + (', ...' if len(unknown) > 10 else '')
-        warnings.warn(
-            f'PrecompCaptionDataset: {path}: {len(unknown)} caption(s) have no word in the '
-            f'vocabulary and become <unk> tokens only (caption indices {shown}; line = index '
-            '+ 1). Build the vocabulary from these captions (tools/misc/build_vocab.py) if that is '
-            'not intended.',
-            stacklevel=2,
-        )
-    return unknown
-
-
-def read_lines(path: Path) -> list[str]:
-    """Stripped lines of a UTF-8 text file; a byte that is not UTF-8 names file and line."""
-    lines = []
-    with open(path, 'rb') as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                lines.append(raw.decode('utf-8').strip())
-            except UnicodeDecodeError as error:
-                raise ValueError(
-                    f'{path}:{n}: not UTF-8 ({error.reason} at byte {error.start} of the line: '
-                    f'{raw[max(0, error.start - 10) : error.start + 10]!r}); re-encode the file '
-                    'as UTF-8, e.g. `iconv -f latin1 -t utf-8`.'
-                ) from None
-    return lines
-
-
-def read_captions(path: Path) -> list[str]:
-    """Captions of a ``{split}_caps.txt``, one a line; empty captions name file and line."""
-    captions = read_lines(path)
-    while captions and not captions[-1]:  # a trailing blank line is not a caption
-        captions.pop()
-    for n, caption in enumerate(captions, 1):
-        if not caption:
-            raise ValueError(
-                f'PrecompCaptionDataset: {path}:{n}: empty (or whitespace-only) caption; every '
-                'line must hold a caption, k consecutive lines per image.'
-            )
-    return captions
 
 
 def check_finite_features(ims: np.ndarray, path: Path, num_images: int) -> None:

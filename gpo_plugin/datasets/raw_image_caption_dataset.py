@@ -10,7 +10,7 @@ from mmengine.dataset import BaseDataset
 
 from gpo_plugin.registry import DATASETS
 
-from .text_tokenizers import build_caption_tokenizer
+from .caption_layout import read_caption_layout
 
 # Split names of the precomputed layout -> Karpathy "split" values.
 KARPATHY_SPLITS = {
@@ -26,13 +26,16 @@ KARPATHY_SPLITS = {
 class RawImageCaptionDataset(BaseDataset):
     """One sample per caption, with the path of its image (read by the pipeline).
 
-    Two layouts, both giving the same data list (``img_path``, ``img_idx``, ``cap_idx``,
-    ``caption``):
+    A pure reader: two layouts, both giving the same data list (``img_path``, ``img_idx``,
+    ``cap_idx``, ``caption``); the pipeline tokenises (``TokenizeCaption``) and loads the
+    image (``LoadVSEImage``, into ``img``):
 
     - **published** (VSE∞'s raw-image release): under ``data_root``,
       ``{split}_caps.txt`` (one caption a line, k consecutive lines per image),
-      ``{split}_ids.txt`` (an image id per image or per caption) and ``id_mapping.json``
-      (``{"id": "relative/path.jpg"}``); image files under ``img_dir``.
+      ``{split}_ids.txt`` (an image id per image or per caption; both read and checked by
+      :func:`~gpo_plugin.datasets.caption_layout.read_caption_layout`, as for the
+      precomputed features) and ``id_mapping.json`` (``{"id": "relative/path.jpg"}``);
+      image files under ``img_dir``.
     - **Karpathy**: ``ann_file`` = ``dataset_coco.json`` / ``dataset_flickr30k.json``
       (``images[]`` with ``filepath`` (COCO only), ``filename``, ``split`` and
       ``sentences[].raw``); image ``img_dir/filepath/filename``. ``split`` maps as
@@ -46,7 +49,6 @@ class RawImageCaptionDataset(BaseDataset):
         data_root: folder of the published layout's text files (and the default base of
             ``img_dir`` / ``ann_file``).
         split: ``'train'``, ``'dev'``, ``'test'`` or ``'testall'``.
-        tokenizer: ``dict(type='VocabTokenizer' | 'HFTokenizer', ...)``.
         img_dir: image folder (relative paths are under ``data_root``). Defaults to
             ``'images'``.
         ann_file: a Karpathy JSON (relative to ``data_root``); empty for the published
@@ -54,14 +56,14 @@ class RawImageCaptionDataset(BaseDataset):
         captions_per_image: k (5 for COCO/Flickr30K). ``None`` (published layout only)
             takes it from the files.
         max_images: use only the first ``max_images`` images. ``None``: all.
-        pipeline: transforms, e.g. ``LoadVSEImage`` -> crops -> ``PackVSEInputs``.
+        pipeline: transforms, e.g. ``TokenizeCaption`` -> ``LoadVSEImage`` -> crops ->
+            ``PackVSEInputs``.
     """
 
     def __init__(
         self,
         data_root: str,
         split: str,
-        tokenizer: dict,
         img_dir: str = 'images',
         ann_file: str = '',
         captions_per_image: int | None = 5,
@@ -74,7 +76,6 @@ class RawImageCaptionDataset(BaseDataset):
         self.img_dir = img_dir
         self.expected_k = captions_per_image
         self.max_images = max_images
-        self.tokenizer = build_caption_tokenizer(tokenizer)
         super().__init__(
             data_root=data_root,
             ann_file=ann_file,
@@ -171,48 +172,21 @@ class RawImageCaptionDataset(BaseDataset):
                     f"'{self.split}'); set `data_root` to the folder with {{split}}_caps.txt, "
                     '{split}_ids.txt and id_mapping.json, or give a Karpathy JSON as `ann_file`.'
                 )
-        lines = _read_lines(files['caps'])
-        ids = _read_lines(files['ids'])
+        layout = read_caption_layout(
+            files['caps'], files['ids'], None, self.expected_k, 'RawImageCaptionDataset'
+        )
         with open(files['mapping'], encoding='utf-8') as f:
             mapping = json.load(f)
-        if not ids or len(lines) % len(ids):
-            raise ValueError(
-                f'RawImageCaptionDataset: {files["caps"]} has {len(lines)} captions for '
-                f'{len(ids)} ids in {files["ids"]}; expected a multiple.'
-            )
-        k = len(lines) // len(ids)
-        if k == 1 and self.expected_k and self.expected_k > 1:
-            ids = ids[:: self.expected_k]  # one id per caption
-            k = self.expected_k
-        if len(lines) != k * len(ids) or (self.expected_k and k != self.expected_k):
-            raise ValueError(
-                f'RawImageCaptionDataset: {files["caps"]} has {len(lines)} captions for '
-                f'{len(ids)} images: {k} per image, the config expects captions_per_image='
-                f'{self.expected_k}.'
-            )
         paths = []
-        for image_id in ids:
+        for image_id in layout.image_ids:
             if image_id not in mapping:
                 raise KeyError(
                     f'RawImageCaptionDataset: id {image_id!r} of {files["ids"]} is not in '
                     f'{files["mapping"]}.'
                 )
             paths.append(self.image_root / mapping[image_id])
-        captions = [lines[i * k : (i + 1) * k] for i in range(len(ids))]
-        return paths, captions
-
-    # -- samples -----------------------------------------------------------------------------
-    def get_data_info(self, idx: int) -> dict:
-        info = dict(super().get_data_info(idx))
-        info['token_ids'], info['word_ids'] = self.tokenizer.encode(info['caption'])
-        tok = self.tokenizer
-        info.update(mask_id=tok.mask_id, vocab_size=tok.vocab_size, random_low=tok.random_low)
-        return info
-
-
-def _read_lines(path: Path) -> list[str]:
-    with open(path, encoding='utf-8') as f:
-        return [line.strip() for line in f if line.strip()]
+        k, lines = layout.captions_per_image, layout.captions
+        return paths, [lines[i * k : (i + 1) * k] for i in range(layout.num_images)]
 
 
 def write_karpathy_json(path: str | os.PathLike, images: list[dict], dataset: str) -> None:

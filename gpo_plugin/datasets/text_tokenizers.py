@@ -13,6 +13,8 @@ registered in ``gpo_plugin.registry.TOKENIZERS``:
 from __future__ import annotations
 
 import os
+import warnings
+from pathlib import Path
 
 from gpo_plugin.registry import TOKENIZERS
 from gpo_plugin.utils.pretrained import load_pretrained_offline
@@ -87,9 +89,46 @@ def build_caption_tokenizer(cfg: dict | VocabTokenizer | HFTokenizer):
     tokenizers pass through."""
     if not isinstance(cfg, dict):
         return cfg
+    # A child config's replacement tokenizer keeps mmengine's merge marker inside lists.
+    cfg = {k: v for k, v in cfg.items() if k != '_delete_'}
     if cfg.get('type') not in TOKENIZERS.module_dict:
         raise ValueError(
             f'tokenizer: `type` must be one of {sorted(TOKENIZERS.module_dict)}, got '
             f'{cfg.get("type")!r}.'
         )
     return TOKENIZERS.build(cfg)
+
+
+def set_pipeline_tokenizer(cfg, tokenizer: dict) -> int:
+    """Give ``tokenizer`` to every transform of the loaders' pipelines that takes one
+    (``TokenizeCaption``, ``RandomWordAugment``), in place; returns how many got it.
+
+    Args:
+        cfg: an mmengine ``Config`` (or dict) with ``*_dataloader.dataset.pipeline``.
+        tokenizer: ``dict(type='VocabTokenizer' | 'HFTokenizer', ...)``.
+    """
+    count = 0
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key) or {}
+        for step in (loader.get('dataset') or {}).get('pipeline') or []:
+            if 'tokenizer' in step:
+                step['tokenizer'] = dict(tokenizer)
+                count += 1
+    return count
+
+
+def warn_unknown_only(captions: list[str], tokenizer: VocabTokenizer, path: Path) -> list[int]:
+    """Warn about (and return) the indices of captions none of whose words is in the
+    vocabulary: they train on ``<unk>`` tokens only."""
+    known = tokenizer.word2idx
+    unknown = [n for n, c in enumerate(captions) if not any(w in known for w in split_words(c))]
+    if unknown:
+        shown = ', '.join(str(n) for n in unknown[:10]) + (', ...' if len(unknown) > 10 else '')
+        warnings.warn(
+            f'PrecompCaptionDataset: {path}: {len(unknown)} caption(s) have no word in the '
+            f'vocabulary and become <unk> tokens only (caption indices {shown}; line = index '
+            '+ 1). Build the vocabulary from these captions (tools/misc/build_vocab.py) if that '
+            'is not intended.',
+            stacklevel=2,
+        )
+    return unknown

@@ -11,7 +11,6 @@ from mmengine.dataset import BaseDataset
 
 from gpo_plugin.registry import DATASETS
 
-from .text_tokenizers import build_caption_tokenizer
 from .video_frames import (
     FeatureDimensionError,
     HDF5Frames,
@@ -40,17 +39,17 @@ class VideoCaptionDataset(BaseDataset):
     ``{split}`` in any path is replaced by ``split``. Videos with more than ``max_frames``
     frames keep ``max_frames`` of them, spread evenly (HGR's ``max_attn_len`` with
     ``trim_type='select'``); shorter videos keep all, so T varies and batches carry
-    lengths, as region sets do. A sample holds ``regions`` (T', D) float32 (the key the
-    region transforms and :class:`PackVSEInputs` read), the tokenised caption,
-    ``img_idx`` (video index in the split) and ``cap_idx``: the index of the caption's
-    text among the split's distinct texts (first-seen order), so a text shared by several
-    videos has one id and every one of them as ground truth (HGR's protocol).
+    lengths, as region sets do. A sample holds ``img`` (T', D) float32 (the frame set,
+    under the key region sets have, read by :class:`RandomRegionDrop` and
+    :class:`PackVSEInputs`), the ``caption`` string (tokenised by the pipeline's
+    :class:`TokenizeCaption`; HGR's ``word2int.json`` loads as a ``VocabTokenizer``
+    vocabulary), ``img_idx`` (video index in the split) and ``cap_idx``: the index of the
+    caption's text among the split's distinct texts (first-seen order), so a text shared
+    by several videos has one id and every one of them as ground truth (HGR's protocol).
 
     Args:
         data_root: root of the release.
         split: split name used in the paths (``'trn'``, ``'val'``, ``'tst'``).
-        tokenizer: ``dict(type='VocabTokenizer', vocab_file=...)``; HGR's ``word2int.json``
-            loads as the vocabulary.
         ft_files: HDF5 feature files (HGR layout).
         frame_dir: folder of per-video ``.npy`` files (plain layout); give this or
             ``ft_files``.
@@ -66,7 +65,6 @@ class VideoCaptionDataset(BaseDataset):
         self,
         data_root: str,
         split: str,
-        tokenizer: dict,
         ft_files: list[str] | None = None,
         frame_dir: str | None = None,
         name_file: str = 'public_split/{split}_names.npy',
@@ -88,7 +86,6 @@ class VideoCaptionDataset(BaseDataset):
         self._paths = dict(
             ft_files=ft_files, frame_dir=frame_dir, name_file=name_file, caption_file=caption_file
         )
-        self.tokenizer = build_caption_tokenizer(tokenizer)
         super().__init__(
             data_root=data_root,
             pipeline=pipeline or [],
@@ -131,10 +128,7 @@ class VideoCaptionDataset(BaseDataset):
                 f'VideoCaptionDataset: video {info["video"]!r} has no frames; every video '
                 'needs at least one frame feature.'
             )
-        info['regions'] = frames[select_frames(len(frames), self.max_frames)]
-        info['token_ids'], info['word_ids'] = self.tokenizer.encode(info['caption'])
-        tok = self.tokenizer
-        info.update(mask_id=tok.mask_id, vocab_size=tok.vocab_size, random_low=tok.random_low)
+        info['img'] = frames[select_frames(len(frames), self.max_frames)]
         return info
 
 

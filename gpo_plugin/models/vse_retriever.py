@@ -8,8 +8,6 @@ from torch import Tensor
 
 from gpo_plugin.registry import MODELS
 
-from .data_preprocessors import canonical_vse_inputs
-
 
 @MODELS.register_module()
 class VSERetriever(BaseModel):
@@ -34,9 +32,8 @@ class VSERetriever(BaseModel):
     txt_lengths)`` as ``vse_collate`` makes them: ``img`` (B, R, C) region sets with
     ``img_lengths`` (B,), or (B, 3, H, W) images (no lengths); ``txt`` (B, T) token ids
     with ``txt_lengths`` (B,); optionally ``img_drop_rate``/``img_drop_seed`` (B,) for the
-    grid encoder's size augmentation. The old names ``regions``, ``region_lengths``,
-    ``tokens``, ``token_lengths`` are accepted too. ``data_samples = dict(img_idx (B,),
-    cap_idx (B,))``:
+    grid encoder's size augmentation (the keys of ``VSE_INPUT_KEYS``, the names the
+    samples carry from the dataset on). ``data_samples = dict(img_idx (B,), cap_idx (B,))``:
 
     - ``'tensor'``: ``(img_emb (B, E), txt_emb (B, E))``, unit vectors;
     - ``'loss'``: ``dict(loss=...)`` (row b of both branches is a matching pair), times
@@ -76,7 +73,6 @@ class VSERetriever(BaseModel):
 
     def extract_feat(self, inputs: dict) -> tuple[Tensor, Tensor]:
         """Unit-norm image and caption embeddings, (B, E) each."""
-        inputs = canonical_vse_inputs(inputs)
         missing = {'img', 'txt'} - set(inputs)
         if missing:
             raise KeyError(
@@ -98,7 +94,6 @@ class VSERetriever(BaseModel):
         ``img_idx`` and the embeddings are repeated. In eval mode every sample's embedding
         depends on that sample only, so the result is the same.
         """
-        inputs = canonical_vse_inputs(inputs)
         img_idx = img_idx.to(inputs['img'].device)
         if 'img_drop_rate' in inputs or self.training or not {'img', 'txt'} <= set(inputs):
             return self.extract_feat(inputs)

@@ -22,7 +22,8 @@ import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from gpo_plugin.cli.runner_config import LOADERS, set_data_root  # noqa: E402
+from gpo_plugin.cli.runner_config import set_data_root  # noqa: E402
+from gpo_plugin.datasets.text_tokenizers import set_pipeline_tokenizer  # noqa: E402
 from gpo_plugin.demo import ensure_vse_demo_data  # noqa: E402
 
 torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
@@ -35,8 +36,7 @@ def run(config: str, work_dir: str, precomp: str, vocab: str) -> dict:
     tokenizer = dict(type='VocabTokenizer', vocab_file=str(vocab))
     cfg.model.txt_enc.vocab_file = str(vocab)
     set_data_root(cfg, str(precomp))
-    for key in LOADERS:
-        cfg[key].dataset.tokenizer = tokenizer
+    set_pipeline_tokenizer(cfg, tokenizer)
     runner = Runner.from_cfg(cfg)
     runner.train()
     return runner.test()

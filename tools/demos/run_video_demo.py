@@ -24,7 +24,8 @@ import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from gpo_plugin.cli.runner_config import LOADERS, set_data_root  # noqa: E402
+from gpo_plugin.cli.runner_config import set_data_root  # noqa: E402
+from gpo_plugin.datasets.text_tokenizers import set_pipeline_tokenizer  # noqa: E402
 from gpo_plugin.demo import ensure_video_demo_data  # noqa: E402
 from gpo_plugin.evaluation import format_video_table  # noqa: E402
 
@@ -39,8 +40,7 @@ def run(config: str, work_dir: str, data_dir: str) -> tuple[dict, torch.nn.Modul
     vocab = osp.join(data_dir, 'annotation/RET/word2int.json')
     cfg.model.txt_enc.vocab_file = vocab
     set_data_root(cfg, data_dir)
-    for key in LOADERS:
-        cfg[key].dataset.tokenizer = dict(type='VocabTokenizer', vocab_file=vocab)
+    set_pipeline_tokenizer(cfg, dict(type='VocabTokenizer', vocab_file=vocab))
     runner = Runner.from_cfg(cfg)
     runner.train()
     return runner.test(), runner.model

@@ -32,6 +32,7 @@ import torch
 from mmengine.config import Config
 from torch import Tensor
 
+from gpo_plugin.datasets.text_tokenizers import set_pipeline_tokenizer
 from gpo_plugin.utils.checkpoints import safe_torch_load
 from gpo_plugin.utils.vocab import SPECIALS, save_vocab
 
@@ -371,11 +372,11 @@ def write_config(
         cfg.vocab_file = vocab_file  # the tools copy the top-level one everywhere
     else:
         tokenizer = None  # ids only: no vocabulary was given
+    if tokenizer is not None:
+        set_pipeline_tokenizer(cfg, tokenizer)
     in_channels = conversion.model['img_enc']['in_channels']
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dataset = cfg[loader].dataset if loader in cfg else {}
-        if tokenizer is not None and 'tokenizer' in dataset:
-            dataset.tokenizer = tokenizer
         if 'feat_dim' in dataset:  # precomputed features: the size the model takes
             dataset.feat_dim = in_channels
     cfg.dump(str(path))

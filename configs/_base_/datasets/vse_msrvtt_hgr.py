@@ -6,11 +6,17 @@ vocab_file = 'data/msrvtt/annotation/RET/word2int.json'
 tokenizer = dict(type='VocabTokenizer', vocab_file=vocab_file)
 _dataset = dict(
     data_root=data_root,
-    tokenizer=tokenizer,
     ft_files=['ordered_feature/SA/resnet152.pth/{split}_ft.hdf5'],
     max_frames=20,
     feat_dim=2048,
 )
-train_dataloader = dict(dataset=_dataset)
-val_dataloader = dict(dataset=_dataset)
-test_dataloader = dict(dataset=_dataset)
+# The pipelines of vse_video_hgr.py with this vocabulary.
+train_pipeline = [
+    dict(type='TokenizeCaption', tokenizer=tokenizer),
+    dict(type='RandomRegionDrop', drop_prob=0.2),
+    dict(type='PackVSEInputs'),
+]
+test_pipeline = [dict(type='TokenizeCaption', tokenizer=tokenizer), dict(type='PackVSEInputs')]
+train_dataloader = dict(dataset=dict(_dataset, pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(_dataset, pipeline=test_pipeline))
+test_dataloader = dict(dataset=dict(_dataset, pipeline=test_pipeline))

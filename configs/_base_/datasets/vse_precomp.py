@@ -3,12 +3,15 @@
 # `data_root` in the three loaders, and what else differs (splits, loader sizes, tokenizer).
 tokenizer = dict(type='HFTokenizer', path='data/bert-base-uncased')
 
+# The dataset reads (regions, caption string); the pipeline tokenises first. A config with
+# another tokenizer restates both pipelines with it.
 train_pipeline = [
+    dict(type='TokenizeCaption', tokenizer=tokenizer),
     dict(type='RandomRegionDrop', drop_prob=0.2),
-    dict(type='RandomWordAugment', prob=0.2),
+    dict(type='RandomWordAugment', tokenizer=tokenizer, prob=0.2),
     dict(type='PackVSEInputs'),
 ]
-test_pipeline = [dict(type='PackVSEInputs')]
+test_pipeline = [dict(type='TokenizeCaption', tokenizer=tokenizer), dict(type='PackVSEInputs')]
 
 train_dataloader = dict(
     batch_size=128,
@@ -19,7 +22,6 @@ train_dataloader = dict(
     dataset=dict(
         type='PrecompCaptionDataset',
         split='train',
-        tokenizer=tokenizer,
         feat_dim=2048,
         captions_per_image=5,
         pipeline=train_pipeline,

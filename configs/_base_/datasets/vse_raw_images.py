@@ -9,15 +9,17 @@ image_size = 512
 # (mmcv's Resize / RandomFlip, drawing from np.random); the grid drop is drawn here and
 # applied after the backbone (GridDropParams -> BackboneGridEncoder).
 train_pipeline = [
+    dict(type='TokenizeCaption', tokenizer=tokenizer),
     dict(type='LoadVSEImage'),
     dict(type='RandomSideRatioCrop', ratio_range=(0.6, 1.0)),
     dict(type='Resize', scale=(image_size, image_size), keep_ratio=False),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='GridDropParams', keep_all_prob=0.2, max_rate=0.2),
-    dict(type='RandomWordAugment', prob=0.2),
+    dict(type='RandomWordAugment', tokenizer=tokenizer, prob=0.2),
     dict(type='PackVSEInputs'),
 ]
 test_pipeline = [
+    dict(type='TokenizeCaption', tokenizer=tokenizer),
     dict(type='LoadVSEImage'),
     dict(type='Resize', scale=(image_size, image_size), keep_ratio=False),
     dict(type='PackVSEInputs'),
@@ -33,7 +35,6 @@ train_dataloader = dict(
     dataset=dict(
         type='RawImageCaptionDataset',
         split='train',
-        tokenizer=tokenizer,
         captions_per_image=5,
         pipeline=train_pipeline,
     ),

@@ -7,8 +7,12 @@ vocab_file = 'data/msrvtt/annotation/RET/word2int.json'
 tokenizer = dict(type='VocabTokenizer', vocab_file=vocab_file)
 
 # Frame-size augmentation as for regions: each frame dropped with probability 0.2.
-train_pipeline = [dict(type='RandomRegionDrop', drop_prob=0.2), dict(type='PackVSEInputs')]
-test_pipeline = [dict(type='PackVSEInputs')]
+train_pipeline = [
+    dict(type='TokenizeCaption', tokenizer=tokenizer),
+    dict(type='RandomRegionDrop', drop_prob=0.2),
+    dict(type='PackVSEInputs'),
+]
+test_pipeline = [dict(type='TokenizeCaption', tokenizer=tokenizer), dict(type='PackVSEInputs')]
 
 train_dataloader = dict(
     batch_size=128,
@@ -20,7 +24,6 @@ train_dataloader = dict(
         type='VideoCaptionDataset',
         data_root=data_root,
         split='trn',
-        tokenizer=tokenizer,
         ft_files=['ordered_feature/SA/resnet152.pth/{split}_ft.hdf5'],
         max_frames=20,
         feat_dim=2048,

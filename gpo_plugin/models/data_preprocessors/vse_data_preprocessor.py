@@ -10,34 +10,28 @@ from torch import Tensor
 
 from gpo_plugin.registry import MODELS
 
-VSE_INPUT_KEYS = ('img', 'img_lengths', 'txt', 'txt_lengths')
-"""Keys of a VSE batch's ``inputs``: image side, its set lengths (None for raw images),
-text side (token ids) and its lengths. Optional extras: ``img_drop_rate`` /
-``img_drop_seed`` (B,) for the grid size augmentation (``GridDropParams``)."""
-
-# Names of the first version of the contract (region sets and token ids only); still
-# accepted so existing code and checkpoints' callers keep working.
-LEGACY_KEYS = {
-    'regions': 'img',
-    'region_lengths': 'img_lengths',
-    'tokens': 'txt',
-    'token_lengths': 'txt_lengths',
-}
+VSE_INPUT_KEYS = ('img', 'img_lengths', 'txt', 'txt_lengths', 'img_drop_rate', 'img_drop_seed')
+"""Keys of a VSE batch's ``inputs``, the names the samples carry from the dataset on:
+image side (region/frame sets or pixels), its set lengths (absent for pixels), text side
+(token ids) and its lengths; ``img_drop_rate`` / ``img_drop_seed`` (B,) are the optional
+grid size augmentation (``GridDropParams``)."""
 
 
-def canonical_vse_inputs(inputs: dict) -> dict:
-    """Rename legacy keys (``regions``/``tokens``/...) to :data:`VSE_INPUT_KEYS`."""
+def check_vse_inputs(inputs: dict) -> dict:
+    """``inputs`` unchanged if it is a dict of :data:`VSE_INPUT_KEYS`; else a named error."""
     if not isinstance(inputs, dict):
         raise TypeError(
             f'VSE inputs must be a dict with keys {VSE_INPUT_KEYS}, got {type(inputs).__name__}; '
             "build the dataloader with collate_fn=dict(type='vse_collate')."
         )
-    out = {LEGACY_KEYS.get(key, key): value for key, value in inputs.items()}
-    if len(out) != len(inputs):
-        raise ValueError(
-            f'VSE inputs mix old and new key names ({sorted(inputs)}); use only {VSE_INPUT_KEYS}.'
+    unknown = sorted(set(inputs) - set(VSE_INPUT_KEYS))
+    if unknown:
+        raise KeyError(
+            f'VSE inputs have unknown keys {unknown}; the keys are {VSE_INPUT_KEYS} (region '
+            "sets and images are 'img', token ids 'txt'), as PackVSEInputs and vse_collate "
+            'make them.'
         )
-    return out
+    return inputs
 
 
 @MODELS.register_module()
@@ -92,7 +86,7 @@ class VSEDataPreprocessor(BaseDataPreprocessor):
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = self.cast_data(data)
-        inputs = canonical_vse_inputs(data['inputs'])
+        inputs = dict(check_vse_inputs(data['inputs']))
         img = inputs.get('img')
         if isinstance(img, Tensor) and img.dim() == 4:
             inputs['img'] = self.normalize_images(img)
