@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from test_vse_data import SIZES, copy_split, dataset
 
-from gpo_plugin.demo import make_demo_data
 from gpo_plugin.datasets import TokenizeCaption
+from gpo_plugin.demo import make_demo_data
 from gpo_plugin.utils.vocab import build_vocab, save_vocab, split_words
 
 
