@@ -125,8 +125,8 @@ def run_pml(recorder: Recorder, args: argparse.Namespace, work_dir: str) -> None
 
     logging.getLogger('PML').setLevel(logging.WARNING)
     cfg = load_config(osp.join(ROOT, 'configs/pml/digits_gsp.py'))
-    cfg.num_epochs = 10**6
-    cfg.device = args.device
+    cfg.train_cfg.max_epochs = 10**6
+    cfg.pml.device = args.device
     session = build_session(cfg, work_dir)
     pml_hook = session.trainer.end_of_iteration_hook
 
@@ -136,7 +136,7 @@ def run_pml(recorder: Recorder, args: argparse.Namespace, work_dir: str) -> None
 
     session.trainer.end_of_iteration_hook = hook
     pml_epoch_hook = session.trainer.end_of_epoch_hook
-    test_interval = int(cfg.hooks.get('test_interval', 1))
+    test_interval = int(cfg.train_cfg.get('val_interval', 1))
 
     def epoch_hook(trainer):
         result = pml_epoch_hook(trainer)
