@@ -31,7 +31,7 @@ from gpo_plugin.utils.checkpoints import (
 )
 from gpo_plugin.utils.vocab import build_vocab_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / 'configs'
 SIZES = {'train': 40, 'dev': 10, 'test': 10, 'testall': 20}
 

@@ -2,7 +2,7 @@
 
 The resume tests register the hook and train in a forked child process: it dies as a user's
 job dies under ``kill -9``, with no chance to clean up, after the optimizer step of that
-iteration. Run as a script (``KILL_AT_ITER=11 python tests/train_until_killed.py CONFIG ...
+iteration. Run as a script (``KILL_AT_ITER=11 python tests/cli/train_until_killed.py CONFIG ...
 --cfg-options default_hooks.kill.type=KillAtIterHook``) to do the same by hand.
 """
 

@@ -19,7 +19,7 @@ import tomllib
 
 from gpo_plugin.demo import make_demo_data, make_video_demo_data, video_data, vse_data
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CAPTIONS = ROOT / 'gpo_plugin' / 'demo' / 'captions'
 
 VSE_DIGESTS = {

@@ -1,5 +1,5 @@
 """The PML trainer passing GSP's attribute vectors to the zero-shot loss (the loss itself:
-tests/test_metric_loss_core.py)."""
+tests/models/test_metric_loss_core.py)."""
 
 import pytest
 import torch

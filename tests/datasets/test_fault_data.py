@@ -182,7 +182,7 @@ def test_check_image_file(tmp_path):
 def test_check_dataset_tool_lists_every_bad_image(tmp_path, capsys):
     from pathlib import Path
 
-    config = Path(__file__).resolve().parents[1] / 'configs' / 'dml_avg_cub.py'
+    config = Path(__file__).resolve().parents[2] / 'configs' / 'dml_avg_cub.py'
     cub = make_cub(tmp_path)
     args = [str(config), '--data-root', str(cub), '--loaders', 'train_dataloader']
     assert check_dataset(args) == 0

@@ -143,7 +143,7 @@ def test_overlong_caption_no_longer_slows_its_batch(demo, tmp_path):
 def _cub_config():
     from pathlib import Path
 
-    return str(Path(__file__).resolve().parents[1] / 'configs' / 'dml_avg_cub.py')
+    return str(Path(__file__).resolve().parents[2] / 'configs' / 'dml_avg_cub.py')
 
 
 def test_check_dataset_lists_every_construction_problem_and_names_symlink_loops(tmp_path, capsys):

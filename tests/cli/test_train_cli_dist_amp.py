@@ -19,7 +19,7 @@ from gpo_plugin.engine import CPUBf16AmpOptimWrapper
 from gpo_plugin.models.necks import rank_weights
 from gpo_plugin.utils.vocab import build_vocab_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / 'configs' / 'vse_gpo_demo.py')
 
 

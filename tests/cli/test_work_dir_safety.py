@@ -19,7 +19,7 @@ from gpo_plugin.cli import train as train_cli
 from gpo_plugin.engine import atomic_checkpoint_hook as ach
 from gpo_plugin.utils.work_dir_lock import LOCK_NAME, WorkDirLock, WorkDirLockedError, live_holder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LOCK_MODULE = ROOT / 'gpo_plugin' / 'utils' / 'work_dir_lock.py'
 _HOLDER = textwrap.dedent(
     """

@@ -107,7 +107,7 @@ def test_benchmark_script_runs_the_vse_demo_loop():
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, str(root / 'benchmarks' / 'benchmark_memory.py')]
         + ['--demos', 'vse', '--iters', '30', '--window', '5'],

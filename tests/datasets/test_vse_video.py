@@ -34,7 +34,7 @@ from gpo_plugin.evaluation.functional.video_retrieval_ranks import (
 )
 from gpo_plugin.registry import MODELS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NAMES = ['a', 'b/c', 'd']
 FRAMES = {'a': 5, 'b/c': 25, 'd': 1}
 CAPTIONS = {'a': ['a man runs.', 'someone cooks.'], 'b/c': ['a man runs.'], 'd': ['a cat sleeps.']}

@@ -256,7 +256,7 @@ def test_grid_configs_carry_the_recipe(name):
 
     from mmengine.config import Config
 
-    cfg = Config.fromfile(str(Path(__file__).resolve().parents[1] / 'configs' / f'{name}.py'))
+    cfg = Config.fromfile(str(Path(__file__).resolve().parents[2] / 'configs' / f'{name}.py'))
     keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
     assert keys['img_enc.backbone'] == dict(lr_mult=0.01) and keys['txt_enc.bert'] == dict(
         lr_mult=0.1

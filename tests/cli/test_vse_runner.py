@@ -11,7 +11,7 @@ from gpo_plugin.cli import train as train_cli
 from gpo_plugin.demo import make_demo_data
 from gpo_plugin.utils.vocab import build_vocab_file
 
-CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
+CONFIGS = Path(__file__).resolve().parents[2] / 'configs'
 
 SIZES = {'train': 40, 'dev': 10, 'test': 10, 'testall': 20}
 

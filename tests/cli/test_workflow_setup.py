@@ -20,7 +20,7 @@ from gpo_plugin.engine import EmbeddingProgressHook, EpochFractionLoggerHook
 from gpo_plugin.utils.config_setup import ConfigOptionError, fit_loaders
 from gpo_plugin.utils.vocab import VocabularyError, build_vocab_file, read_vocab
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = str(ROOT / 'configs' / 'vse_gpo_demo.py')
 COCO = str(ROOT / 'configs' / 'vse_gpo_coco_bigru.py')
 

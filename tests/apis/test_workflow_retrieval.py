@@ -26,7 +26,7 @@ from gpo_plugin.registry import MODELS
 from gpo_plugin.utils.config_setup import set_vocab_file
 from gpo_plugin.utils.vocab import build_vocab_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = str(ROOT / 'configs' / 'vse_gpo_demo.py')
 
 

@@ -20,7 +20,7 @@ from gpo_plugin.pml import checkpointing
 from gpo_plugin.pml.trainers import MetricLossOnlyWithAttributes
 from gpo_plugin.utils.checkpoints import UNSAFE_ENV, CheckpointError, UnsafeCheckpointError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / 'configs' / 'pml' / 'digits_gsp.py')
 # 64 training images: 2 iterations an epoch; validation (and PML's model saving) at epochs
 # 2 and 4 only, so the states in between come from TrainingStateHook alone.

@@ -218,7 +218,7 @@ def test_inferencer_and_mlrc_tool_refuse_with_the_named_error(tmp_path, monkeypa
         VSEInferencer.load_checkpoint(None, tmp_path / 'notes.pth')
     assert not marker.exists()
     monkeypatch.syspath_prepend(
-        str(Path(__file__).resolve().parents[1] / 'tools' / 'analysis_tools')
+        str(Path(__file__).resolve().parents[2] / 'tools' / 'analysis_tools')
     )
     monkeypatch.setenv(UNSAFE_ENV, '1')
     import dml_mlrc_test
