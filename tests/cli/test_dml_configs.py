@@ -6,9 +6,9 @@ import os
 
 import pytest
 import torch
+from conftest import make_cars, make_cub, make_sop
 from mmengine.config import Config
 from mmpretrain.structures import DataSample
-from test_dml_datasets import make_cars, make_cub, make_sop
 
 from gpo_plugin.models import MetricLearner
 from gpo_plugin.models.necks import GSP, AvgPooling

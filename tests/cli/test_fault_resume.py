@@ -20,7 +20,6 @@ from train_until_killed import KillAtIterHook  # noqa: F401  (registers the hook
 from gpo_plugin.cli import runner_config
 from gpo_plugin.cli import test as test_cli
 from gpo_plugin.cli import train as train_cli
-from gpo_plugin.demo import make_demo_data
 from gpo_plugin.engine import atomic_checkpoint_hook
 from gpo_plugin.engine.sample_seed_hook import SampleSeedHook, SeedSample
 from gpo_plugin.utils.checkpoints import (
@@ -29,20 +28,9 @@ from gpo_plugin.utils.checkpoints import (
     resolve_resume,
     safe_torch_load,
 )
-from gpo_plugin.utils.vocab import build_vocab_file
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / 'configs'
-SIZES = {'train': 40, 'dev': 10, 'test': 10, 'testall': 20}
-
-
-@pytest.fixture(scope='module')
-def vse_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp('vse') / 'precomp'
-    make_demo_data(root, seed=1, feat_dim=128, sizes=SIZES)
-    vocab = root.parent / 'vocab.json'
-    build_vocab_file([str(root / 'train_caps.txt')], str(vocab), threshold=1)
-    return root, vocab
 
 
 def vse_args(data, epochs=3, workers=0, extra=()):
@@ -120,11 +108,11 @@ def final_state(work_dir, epochs) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize('demo', ['vse', 'dml'])
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(demo, vse_data, tmp_path):
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(demo, tiny_data, tmp_path):
     epochs, iters_per_epoch = 3, (7 if demo == 'vse' else 2)
 
     def args(workers):
-        return vse_args(vse_data, epochs, workers) if demo == 'vse' else dml_args(epochs, workers)
+        return vse_args(tiny_data, epochs, workers) if demo == 'vse' else dml_args(epochs, workers)
 
     # The uninterrupted reference runs in this process (the subprocesses cost ~15 s of imports
     # each on a loaded 2-core machine); it must not matter where a run happens.
@@ -210,7 +198,7 @@ def test_sample_seed_hook_seeds_wrapped_pipelines_once():
 # -- atomic checkpoints --------------------------------------------------------------------------
 
 
-def test_interrupted_checkpoint_write_keeps_the_previous_one(vse_data, tmp_path, monkeypatch):
+def test_interrupted_checkpoint_write_keeps_the_previous_one(tiny_data, tmp_path, monkeypatch):
     """A crash inside the write of epoch 2 (max_keep_ckpts=1): epoch 1 and its pointer survive,
     and nothing half-written carries a checkpoint's name."""
     work = tmp_path / 'work'
@@ -222,7 +210,7 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(vse_data, tmp_path,
         replace(src, dst)
 
     monkeypatch.setattr(atomic_checkpoint_hook.os, 'replace', dies_on_epoch_2)
-    args = vse_args(vse_data, epochs=2, extra=['default_hooks.checkpoint.max_keep_ckpts=1'])
+    args = vse_args(tiny_data, epochs=2, extra=['default_hooks.checkpoint.max_keep_ckpts=1'])
     with pytest.raises(KeyboardInterrupt):
         train_cli.main([*args, '--work-dir', str(work)])
     assert (work / 'last_checkpoint').read_text() == str(work / 'epoch_1.pth')
@@ -237,7 +225,9 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(vse_data, tmp_path,
     assert (work / 'last_checkpoint').read_text() == str(work / 'epoch_2.pth')
 
 
-def test_interrupted_best_checkpoint_write_keeps_the_previous_best(vse_data, tmp_path, monkeypatch):
+def test_interrupted_best_checkpoint_write_keeps_the_previous_best(
+    tiny_data, tmp_path, monkeypatch
+):
     """mmengine removes the previous best before writing the new one; here it survives."""
     work = tmp_path / 'work'
     replace = os.replace
@@ -249,7 +239,7 @@ def test_interrupted_best_checkpoint_write_keeps_the_previous_best(vse_data, tmp
 
     monkeypatch.setattr(atomic_checkpoint_hook.os, 'replace', dies_on_new_best)
     with pytest.raises(KeyboardInterrupt):
-        train_cli.main([*vse_args(vse_data, epochs=2), '--work-dir', str(work)])
+        train_cli.main([*vse_args(tiny_data, epochs=2), '--work-dir', str(work)])
     assert [p.name for p in work.glob('best_*.pth')] == ['best_retrieval_rsum_epoch_1.pth']
     assert safe_torch_load(work / 'best_retrieval_rsum_epoch_1.pth')['meta']['epoch'] == 1
 
@@ -353,12 +343,12 @@ def test_malicious_checkpoint_never_runs_code(tmp_path, monkeypatch):
     assert marker.exists()
 
 
-def test_test_refuses_a_checkpoint_of_another_model(vse_data, tmp_path):
+def test_test_refuses_a_checkpoint_of_another_model(tiny_data, tmp_path):
     from gpo_plugin.models.necks import GPO
 
     other = tmp_path / 'other.pth'
     torch.save({'state_dict': {f'neck.{k}': v for k, v in GPO().state_dict().items()}}, other)
-    args = vse_args(vse_data, extra=['val_dataloader.num_workers=0'])
+    args = vse_args(tiny_data, extra=['val_dataloader.num_workers=0'])
     argv = [args[0], str(other), *args[1:], '--work-dir', str(tmp_path / 'w')]
     with pytest.raises(CheckpointError) as error:
         test_cli.main(argv)

@@ -7,34 +7,44 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_cxc import make_cxc, published_cxc
-from test_retrieval_ties import published_loop
-from test_vse_runner import CONFIGS, SIZES, options, tiny_data  # noqa: F401
+from conftest import (
+    CONFIGS_DIR,
+    RUNNER_SIZES,
+    make_cxc,
+    published_cxc,
+    published_loop,
+    runner_options,
+)
 
 from gpo_plugin.cli import test as test_cli
 from gpo_plugin.cli import train as train_cli
 
 
 @pytest.fixture(scope='module')
-def checkpoint(tiny_data, tmp_path_factory):  # noqa: F811
+def checkpoint(tiny_data, tmp_path_factory):
     root, vocab = tiny_data
     work = tmp_path_factory.mktemp('work')
     train_cli.main(
-        [str(CONFIGS / 'vse_gpo_demo.py'), '--work-dir', str(work), *options(root, vocab, 1)]
+        [
+            str(CONFIGS_DIR / 'vse_gpo_demo.py'),
+            '--work-dir',
+            str(work),
+            *runner_options(root, vocab, 1),
+        ]
     )
     return work / 'epoch_1.pth'
 
 
-def run_test(tiny_data, checkpoint, tmp_path, *extra, fold_size=10):  # noqa: F811
+def run_test(tiny_data, checkpoint, tmp_path, *extra, fold_size=10):
     root, vocab = tiny_data
-    opts = options(root, vocab, 1)
+    opts = runner_options(root, vocab, 1)
     opts = [o.replace('fold_size=10', f'fold_size={fold_size}') for o in opts]
-    argv = [str(CONFIGS / 'vse_gpo_demo.py'), str(checkpoint), '--work-dir', str(tmp_path)]
+    argv = [str(CONFIGS_DIR / 'vse_gpo_demo.py'), str(checkpoint), '--work-dir', str(tmp_path)]
     return test_cli.main([*argv, *extra, *opts])
 
 
-def test_outputs(tiny_data, checkpoint, tmp_path, capsys):  # noqa: F811
-    n_img = SIZES['testall']
+def test_outputs(tiny_data, checkpoint, tmp_path, capsys):
+    n_img = RUNNER_SIZES['testall']
     cxc_dir = tmp_path / 'cxc'
     cxc_dir.mkdir()
     cxc_ids = make_cxc(cxc_dir, n_img=n_img)
@@ -87,7 +97,7 @@ def test_outputs(tiny_data, checkpoint, tmp_path, capsys):  # noqa: F811
     assert {k: metrics[f'cxc/{k}'] for k in want} == want
 
 
-def test_fold_skip_is_said_and_tie_rule_flag(tiny_data, checkpoint, tmp_path, capsys):  # noqa: F811
+def test_fold_skip_is_said_and_tie_rule_flag(tiny_data, checkpoint, tmp_path, capsys):
     capsys.readouterr()
     metrics = run_test(tiny_data, checkpoint, tmp_path, '--tie-rule', 'pessimistic', fold_size=30)
     printed = capsys.readouterr().out

@@ -1,53 +1,20 @@
 """End to end on the mmengine Runner: train, validate, checkpoint, resume, test (tiny demo)."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import CONFIGS_DIR, runner_options
 
 from gpo_plugin.cli import test as test_cli
 from gpo_plugin.cli import train as train_cli
-from gpo_plugin.demo import make_demo_data
-from gpo_plugin.utils.vocab import build_vocab_file
-
-CONFIGS = Path(__file__).resolve().parents[2] / 'configs'
-
-SIZES = {'train': 40, 'dev': 10, 'test': 10, 'testall': 20}
-
-
-@pytest.fixture(scope='module')
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp('vse') / 'precomp'
-    make_demo_data(root, seed=1, feat_dim=128, sizes=SIZES)
-    vocab = root.parent / 'vocab.json'
-    build_vocab_file([str(root / 'train_caps.txt')], str(vocab), threshold=1)
-    return root, vocab
-
-
-def options(root, vocab, max_epochs):
-    opts = [
-        f'model.txt_enc.vocab_file={vocab}',
-        f'train_cfg.max_epochs={max_epochs}',
-        'train_cfg.val_interval=1',
-        'warmup_epochs=1',
-        'default_hooks.logger.interval=1',
-        'default_hooks.checkpoint.interval=1',
-        'train_dataloader.batch_size=32',
-        'train_dataloader.num_workers=0',
-        'train_dataloader.persistent_workers=False',
-        'test_evaluator.fold_size=10',
-        'custom_hooks.0.warmup_epochs=1',
-    ]
-    opts.append(f'vocab_file={vocab}')  # the tools copy it into every pipeline's tokenizer
-    return ['--data-root', str(root), '--cfg-options', *opts]
 
 
 def test_train_val_checkpoint_resume_test(tiny_data, tmp_path, capsys):
     root, vocab = tiny_data
     work = tmp_path / 'work'
-    config = str(CONFIGS / 'vse_gpo_demo.py')
-    train_cli.main([config, '--work-dir', str(work), *options(root, vocab, 2)])
+    config = str(CONFIGS_DIR / 'vse_gpo_demo.py')
+    train_cli.main([config, '--work-dir', str(work), *runner_options(root, vocab, 2)])
     assert (work / 'epoch_2.pth').is_file()
     assert list(work.glob('best_retrieval_rsum_epoch_*.pth'))
     assert (work / 'pooling_weights' / 'epoch_2_img_enc_gpool.png').is_file()
@@ -56,7 +23,7 @@ def test_train_val_checkpoint_resume_test(tiny_data, tmp_path, capsys):
     assert ckpt2['meta']['epoch'] == 2 and 'optimizer' in ckpt2
 
     # Resume from the last checkpoint and train one more epoch.
-    train_cli.main([config, '--work-dir', str(work), '--resume', *options(root, vocab, 3)])
+    train_cli.main([config, '--work-dir', str(work), '--resume', *runner_options(root, vocab, 3)])
     ckpt3 = torch.load(work / 'epoch_3.pth', weights_only=True)
     assert ckpt3['meta']['epoch'] == 3 and ckpt3['meta']['iter'] == 3 * ckpt2['meta']['iter'] // 2
     changed = [
@@ -76,7 +43,7 @@ def test_train_val_checkpoint_resume_test(tiny_data, tmp_path, capsys):
             str(work),
             '--out',
             str(out),
-            *options(root, vocab, 3),
+            *runner_options(root, vocab, 3),
         ]
     )
     saved = json.loads(out.read_text())['metrics']
@@ -98,7 +65,7 @@ def test_train_val_checkpoint_resume_test(tiny_data, tmp_path, capsys):
 
 def test_test_tool_reports_missing_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.pth'):
-        test_cli.main([str(CONFIGS / 'vse_gpo_demo.py'), str(tmp_path / 'nope.pth')])
+        test_cli.main([str(CONFIGS_DIR / 'vse_gpo_demo.py'), str(tmp_path / 'nope.pth')])
 
 
 @pytest.mark.parametrize(
@@ -117,7 +84,7 @@ def test_test_tool_reports_missing_checkpoint(tmp_path):
 def test_configs_parse_with_the_recipe(name):
     from mmengine.config import Config
 
-    cfg = Config.fromfile(str(CONFIGS / name))
+    cfg = Config.fromfile(str(CONFIGS_DIR / name))
     assert cfg.default_scope == 'gpo_plugin'
     assert cfg.model.type == 'VSERetriever'
     assert cfg.optim_wrapper.optimizer.type == 'AdamW'
@@ -146,7 +113,7 @@ def test_missing_real_data_fails_with_the_file_name(tmp_path):
 
     from gpo_plugin.datasets import set_pipeline_tokenizer
 
-    cfg = Config.fromfile(str(CONFIGS / 'vse_gpo_coco_bigru.py'))
+    cfg = Config.fromfile(str(CONFIGS_DIR / 'vse_gpo_coco_bigru.py'))
     vocab = tmp_path / 'vocab.json'
     vocab.write_text(json.dumps({'words': ['<pad>', '<start>', '<end>', '<unk>', '<mask>']}))
     cfg.work_dir = str(tmp_path)

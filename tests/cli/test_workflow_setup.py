@@ -15,25 +15,13 @@ from mmengine.config import Config
 
 from gpo_plugin.cli import runner_config
 from gpo_plugin.cli import train as train_cli
-from gpo_plugin.demo import make_demo_data
 from gpo_plugin.engine import EmbeddingProgressHook, EpochFractionLoggerHook
 from gpo_plugin.utils.config_setup import ConfigOptionError, fit_loaders
-from gpo_plugin.utils.vocab import VocabularyError, build_vocab_file, read_vocab
+from gpo_plugin.utils.vocab import VocabularyError, read_vocab
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = str(ROOT / 'configs' / 'vse_gpo_demo.py')
 COCO = str(ROOT / 'configs' / 'vse_gpo_coco_bigru.py')
-
-
-@pytest.fixture(scope='module')
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp('vse') / 'precomp'
-    make_demo_data(
-        root, seed=1, feat_dim=128, sizes={'train': 40, 'dev': 10, 'test': 10, 'testall': 20}
-    )
-    vocab = root.parent / 'vocab.json'
-    build_vocab_file([str(root / 'train_caps.txt')], str(vocab), threshold=1)
-    return root, vocab
 
 
 def vocab_values(cfg) -> list[str]:

@@ -8,20 +8,10 @@ import time
 
 import numpy as np
 import pytest
-from test_vse_data import SIZES, copy_split, dataset
+from conftest import copy_split, make_cub, precomp_dataset
 
 from gpo_plugin.datasets import TokenizeCaption
-from gpo_plugin.demo import make_demo_data
-from gpo_plugin.utils.vocab import build_vocab, save_vocab, split_words
-
-
-@pytest.fixture(scope='module')
-def demo(tmp_path_factory):
-    root = make_demo_data(tmp_path_factory.mktemp('precomp'), seed=0, feat_dim=16, sizes=SIZES)
-    words = build_vocab((root / 'train_caps.txt').read_text().splitlines(), threshold=1)
-    save_vocab(words, root / 'vocab.json')
-    return root
-
+from gpo_plugin.utils.vocab import split_words
 
 # -- precomputed features, ids and captions --------------------------------------------------
 
@@ -29,53 +19,53 @@ def demo(tmp_path_factory):
 def tokenized(root, **kwargs):
     """The precomputed dataset with the pipeline's first step, TokenizeCaption (word vocabulary)."""
     step = TokenizeCaption(dict(type='VocabTokenizer', vocab_file=str(root / 'vocab.json')))
-    return dataset(root, pipeline=[step], **kwargs)
+    return precomp_dataset(root, pipeline=[step], **kwargs)
 
 
-def test_zero_byte_features_file_is_named(demo, tmp_path):
-    root = copy_split(demo, tmp_path)
+def test_zero_byte_features_file_is_named(precomp_demo, tmp_path):
+    root = copy_split(precomp_demo, tmp_path)
     (root / 'train_ims.npy').write_bytes(b'')  # was: EOFError: No data left in file
     with pytest.raises(ValueError, match=r'train_ims.npy is empty \(0 bytes\)'):
-        dataset(root)
+        precomp_dataset(root)
 
 
-def test_truncated_features_file_is_named(demo, tmp_path):
-    root = copy_split(demo, tmp_path)
+def test_truncated_features_file_is_named(precomp_demo, tmp_path):
+    root = copy_split(precomp_demo, tmp_path)
     data = (root / 'train_ims.npy').read_bytes()
     (root / 'train_ims.npy').write_bytes(data[:40])  # inside the header
     with pytest.raises(ValueError, match=r'train_ims.npy is not a readable .npy array'):
-        dataset(root)
+        precomp_dataset(root)
 
 
 @pytest.mark.parametrize('shape', [(0, 36, 16), (12, 0, 16)])
-def test_features_without_images_or_regions_are_named(demo, tmp_path, shape):
-    root = copy_split(demo, tmp_path)
+def test_features_without_images_or_regions_are_named(precomp_demo, tmp_path, shape):
+    root = copy_split(precomp_demo, tmp_path)
     np.save(root / 'train_ims.npy', np.zeros(shape, np.float32))
     # (0, 36, D) was: "expected a positive multiple of 0".
     with pytest.raises(ValueError, match=r'train_ims.npy holds no features \(shape'):
-        dataset(root, feat_dim=None)
+        precomp_dataset(root, feat_dim=None)
 
 
 @pytest.mark.parametrize(('per_caption', 'line'), [(False, 7), (True, 31)])
-def test_non_integer_image_id_names_file_and_line(demo, tmp_path, per_caption, line):
-    root = copy_split(demo, tmp_path)
+def test_non_integer_image_id_names_file_and_line(precomp_demo, tmp_path, per_caption, line):
+    root = copy_split(precomp_demo, tmp_path)
     ids = [str(100 + i) for i in range(12)]
     ids[6] = '106a'
     if per_caption:
         ids = [i for i in ids for _ in range(5)]
     (root / 'train_ids.txt').write_text('\n'.join(ids) + '\n')
     with pytest.raises(ValueError, match=rf"train_ids.txt:{line}: id '106a' is not an integer"):
-        dataset(root)
+        precomp_dataset(root)
 
 
-def test_integer_ids_are_still_accepted(demo, tmp_path):
-    root = copy_split(demo, tmp_path)
+def test_integer_ids_are_still_accepted(precomp_demo, tmp_path):
+    root = copy_split(precomp_demo, tmp_path)
     (root / 'train_ids.txt').write_text('\n'.join(str(7 * i) for i in range(12)) + '\n')
-    assert dataset(root).metainfo['image_ids'][:3] == ['0', '7', '14']
+    assert precomp_dataset(root).metainfo['image_ids'][:3] == ['0', '7', '14']
 
 
-def test_caption_of_unknown_words_only_is_named(demo, tmp_path):
-    root = copy_split(demo, tmp_path)
+def test_caption_of_unknown_words_only_is_named(precomp_demo, tmp_path):
+    root = copy_split(precomp_demo, tmp_path)
     lines = (root / 'train_caps.txt').read_text().splitlines()
     lines[7] = 'zyxxy qwoph blorft'
     (root / 'train_caps.txt').write_text('\n'.join(lines) + '\n')
@@ -85,8 +75,8 @@ def test_caption_of_unknown_words_only_is_named(demo, tmp_path):
     assert data[7]['txt'][1:-1] == [unk] * 3  # kept, as documented
 
 
-def test_overlong_caption_is_cut_to_max_words_with_one_warning(demo, tmp_path):
-    root = copy_split(demo, tmp_path)
+def test_overlong_caption_is_cut_to_max_words_with_one_warning(precomp_demo, tmp_path):
+    root = copy_split(precomp_demo, tmp_path)
     lines = (root / 'train_caps.txt').read_text().splitlines()
     known = [w for w in split_words(' '.join(lines[:5])) if w.isalpha()]
     lines[3] = ' '.join(known[i % len(known)] for i in range(5000))
@@ -105,13 +95,13 @@ def test_overlong_caption_is_cut_to_max_words_with_one_warning(demo, tmp_path):
     assert len(unlimited[3]['txt']) == 5002
 
 
-def test_overlong_caption_no_longer_slows_its_batch(demo, tmp_path):
+def test_overlong_caption_no_longer_slows_its_batch(precomp_demo, tmp_path):
     """The issue's symptom: one 5,000-token caption made its batch about 50x slower."""
     import torch
 
     from gpo_plugin.models.encoders import BiGRUTextEncoder
 
-    root = copy_split(demo, tmp_path)
+    root = copy_split(precomp_demo, tmp_path)
     lines = (root / 'train_caps.txt').read_text().splitlines()
     lines[0] = ' '.join(['a'] * 5000)
     (root / 'train_caps.txt').write_text('\n'.join(lines) + '\n')
@@ -147,8 +137,6 @@ def _cub_config():
 
 
 def test_check_dataset_lists_every_construction_problem_and_names_symlink_loops(tmp_path, capsys):
-    from test_dml_datasets import make_cub
-
     from gpo_plugin.cli.check_dataset import main as check_dataset
 
     cub = make_cub(tmp_path)
@@ -171,8 +159,6 @@ def test_check_dataset_lists_every_construction_problem_and_names_symlink_loops(
 
 
 def test_check_dataset_reports_an_unbuildable_dataset_and_goes_on(tmp_path, capsys):
-    from test_dml_datasets import make_cub
-
     from gpo_plugin.cli.check_dataset import main as check_dataset
 
     cub = make_cub(tmp_path)

@@ -3,9 +3,9 @@ the MLRC folds, the digits set, and clear errors for missing or malformed files.
 
 import os
 
-import cv2
 import numpy as np
 import pytest
+from conftest import DML_PIPELINE, DML_TRAIN_IDS, make_cars, make_cub, make_sop
 from scipy.io import savemat
 
 from gpo_plugin.datasets import (
@@ -17,63 +17,6 @@ from gpo_plugin.datasets import (
 )
 from gpo_plugin.registry import DATASETS
 
-PIPELINE = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
-TRAIN_IDS = list(range(1, 9))  # 8 training classes (the real sets have 100 / 98 / 11,318)
-
-
-def _image(path, value=0):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    cv2.imwrite(str(path), np.full((6, 5, 3), value, np.uint8))
-
-
-def make_cub(root, train_ids=TRAIN_IDS, test_ids=(101, 102, 150), per_class=2):
-    images, labels, image_id = [], [], 0
-    for cls in [*train_ids, *test_ids]:
-        for k in range(per_class):
-            image_id += 1
-            rel = f'{cls:03d}.Bird_{cls}/img_{k}.jpg'
-            _image(root / 'images' / rel, cls)
-            images.append(f'{image_id} {rel}')
-            labels.append(f'{image_id} {cls}')
-    (root / 'images.txt').write_text('\n'.join(images) + '\n')
-    (root / 'image_class_labels.txt').write_text('\n'.join(labels) + '\n')
-    return root
-
-
-def make_cars(root, train_ids=TRAIN_IDS, test_ids=(99, 120, 196), per_class=2):
-    records, index = [], 0
-    for cls in [*train_ids, *test_ids]:
-        for _ in range(per_class):
-            index += 1
-            rel = f'car_ims/{index:06d}.jpg'
-            _image(root / rel, cls)
-            records.append((rel, 1, 2, 3, 4, cls, index % 2))
-    dtype = [
-        ('relative_im_path', 'O'),
-        ('bbox_x1', 'O'),
-        ('bbox_y1', 'O'),
-        ('bbox_x2', 'O'),
-        ('bbox_y2', 'O'),
-        ('class', 'O'),
-        ('test', 'O'),
-    ]
-    savemat(root / 'cars_annos.mat', {'annotations': np.array(records, dtype=dtype)[None]})
-    return root
-
-
-def make_sop(root, train_ids=TRAIN_IDS, test_ids=(11319, 11320, 22634), per_class=2):
-    for split, ids in (('train', train_ids), ('test', test_ids)):
-        lines, image_id = ['image_id class_id super_class_id path'], 0
-        for cls in ids:
-            for k in range(per_class):
-                image_id += 1
-                rel = f'bicycle_final/{cls}_{k}.JPG'
-                _image(root / rel, cls % 255)
-                lines.append(f'{image_id} {cls} 1 {rel}')
-        (root / f'Ebay_{split}.txt').write_text('\n'.join(lines) + '\n')
-    return root
-
-
 READERS = [
     (CUBMetricDataset, make_cub, (101, 102, 150)),
     (Cars196MetricDataset, make_cars, (99, 120, 196)),
@@ -84,11 +27,11 @@ READERS = [
 @pytest.mark.parametrize('cls,make,test_ids', READERS)
 def test_class_disjoint_splits(tmp_path, cls, make, test_ids):
     root = make(tmp_path)
-    train = cls(data_root=str(root), split='train', pipeline=PIPELINE)
-    test = cls(data_root=str(root), split='test', pipeline=PIPELINE)
-    assert len(train) == 2 * len(TRAIN_IDS) and len(test) == 2 * len(test_ids)
+    train = cls(data_root=str(root), split='train', pipeline=DML_PIPELINE)
+    test = cls(data_root=str(root), split='test', pipeline=DML_PIPELINE)
+    assert len(train) == 2 * len(DML_TRAIN_IDS) and len(test) == 2 * len(test_ids)
     train_ids = {train.get_data_info(i)['class_id'] for i in range(len(train))}
-    assert train_ids == set(TRAIN_IDS)
+    assert train_ids == set(DML_TRAIN_IDS)
     assert {test.get_data_info(i)['class_id'] for i in range(len(test))} == set(test_ids)
     assert sorted(set(test.get_gt_labels().tolist())) == list(range(len(test_ids)))
     assert test.test_mode and not train.test_mode

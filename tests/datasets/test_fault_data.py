@@ -7,62 +7,50 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import DML_PIPELINE, copy_split, make_cub, make_sop, precomp_dataset
 from mmengine.structures import BaseDataElement
-from test_dml_datasets import PIPELINE, make_cub, make_sop
-from test_vse_data import SIZES, copy_split, dataset
 
 from gpo_plugin.cli.check_dataset import check_image_file
 from gpo_plugin.cli.check_dataset import main as check_dataset
 from gpo_plugin.datasets import CUBMetricDataset, RandomRegionDrop, SOPMetricDataset
-from gpo_plugin.demo import make_demo_data
 from gpo_plugin.engine.non_finite_loss_hook import (
     NonFiniteLossError,
     NonFiniteLossHook,
     batch_sample_ids,
 )
-from gpo_plugin.utils.vocab import build_vocab, save_vocab
-
-
-@pytest.fixture(scope='module')
-def demo(tmp_path_factory):
-    root = make_demo_data(tmp_path_factory.mktemp('precomp'), seed=0, feat_dim=16, sizes=SIZES)
-    words = build_vocab((root / 'train_caps.txt').read_text().splitlines(), threshold=1)
-    save_vocab(words, root / 'vocab.json')
-    return root
-
 
 # -- precomputed features ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize('bad', [math.nan, math.inf, -math.inf])
-def test_non_finite_feature_names_the_image(demo, tmp_path, bad, monkeypatch):
+def test_non_finite_feature_names_the_image(precomp_demo, tmp_path, bad, monkeypatch):
     import gpo_plugin.datasets.precomputed_caption_dataset as module
 
-    root = copy_split(demo, tmp_path)
+    root = copy_split(precomp_demo, tmp_path)
     ims = np.load(root / 'train_ims.npy')
     ims[7, 3, 5] = bad
     np.save(root / 'train_ims.npy', ims)
     monkeypatch.setattr(module, '_CHUNK', 36 * 16 * 3)  # 3 images a chunk: crosses chunks
     with pytest.raises(ValueError, match=r'train_ims.npy: image 7 .* region 3, channel 5'):
-        dataset(root)
-    assert len(dataset(root, max_images=7)) == 35  # the bad image is not used: accepted
-    assert len(dataset(root, check_finite=False)) == 60
+        precomp_dataset(root)
+    assert len(precomp_dataset(root, max_images=7)) == 35  # the bad image is not used: accepted
+    assert len(precomp_dataset(root, check_finite=False)) == 60
 
 
 @pytest.mark.parametrize('dtype', ['int64', 'int8', 'bool', 'complex64', 'U3'])
-def test_non_float_features_are_refused(demo, tmp_path, dtype):
-    root = copy_split(demo, tmp_path)
+def test_non_float_features_are_refused(precomp_demo, tmp_path, dtype):
+    root = copy_split(precomp_demo, tmp_path)
     np.save(root / 'train_ims.npy', np.load(root / 'train_ims.npy').astype(dtype))
     with pytest.raises(TypeError, match=rf'train_ims.npy holds {np.dtype(dtype)} values'):
-        dataset(root)
+        precomp_dataset(root)
 
 
 @pytest.mark.parametrize('dtype', ['float16', 'float32', 'float64'])
-def test_float_features_are_accepted(demo, tmp_path, dtype):
-    root = copy_split(demo, tmp_path)
+def test_float_features_are_accepted(precomp_demo, tmp_path, dtype):
+    root = copy_split(precomp_demo, tmp_path)
     ims = np.load(root / 'train_ims.npy')
     np.save(root / 'train_ims.npy', ims.astype(dtype))
-    regions = dataset(root).get_data_info(6)['img']
+    regions = precomp_dataset(root).get_data_info(6)['img']
     assert regions.dtype == np.float32
     np.testing.assert_allclose(regions, ims[1], rtol=1e-3, atol=1e-3)
 
@@ -70,27 +58,27 @@ def test_float_features_are_accepted(demo, tmp_path, dtype):
 # -- captions and ids ----------------------------------------------------------------------------
 
 
-def test_non_utf8_caption_names_file_and_line(demo, tmp_path):
-    root = copy_split(demo, tmp_path)
+def test_non_utf8_caption_names_file_and_line(precomp_demo, tmp_path):
+    root = copy_split(precomp_demo, tmp_path)
     lines = (root / 'train_caps.txt').read_bytes().splitlines()
     lines[12] = 'un caf\u00e9 cr\u00e8me'.encode('latin-1')
     (root / 'train_caps.txt').write_bytes(b'\n'.join(lines) + b'\n')
     with pytest.raises(ValueError, match=r'train_caps.txt:13: not UTF-8'):
-        dataset(root)
+        precomp_dataset(root)
 
 
 @pytest.mark.parametrize('blank', ['', '   \t'])
-def test_empty_caption_names_file_and_line(demo, tmp_path, blank):
-    root = copy_split(demo, tmp_path)
+def test_empty_caption_names_file_and_line(precomp_demo, tmp_path, blank):
+    root = copy_split(precomp_demo, tmp_path)
     lines = (root / 'train_caps.txt').read_text().splitlines()
     lines[3] = blank
     (root / 'train_caps.txt').write_text('\n'.join(lines) + '\n\n')  # trailing blank is fine
     with pytest.raises(ValueError, match=r'train_caps.txt:4: empty'):
-        dataset(root)
+        precomp_dataset(root)
 
 
-def test_duplicate_image_ids(demo, tmp_path):
-    root = copy_split(demo, tmp_path)
+def test_duplicate_image_ids(precomp_demo, tmp_path):
+    root = copy_split(precomp_demo, tmp_path)
     ids = (root / 'train_ids.txt').read_text().split()
     assert len(ids) == 12  # one per image
     ids[5] = ids[2]
@@ -98,18 +86,18 @@ def test_duplicate_image_ids(demo, tmp_path):
     with pytest.raises(
         ValueError, match=rf"train_ids.txt:6: image id '{ids[2]}' already .* line 3"
     ):
-        dataset(root)
+        precomp_dataset(root)
 
 
-def test_per_caption_ids_must_repeat_their_image_id(demo, tmp_path):
-    root = copy_split(demo, tmp_path)
+def test_per_caption_ids_must_repeat_their_image_id(precomp_demo, tmp_path):
+    root = copy_split(precomp_demo, tmp_path)
     ids = [f'{100 + i}' for i in range(12) for _ in range(5)]
     (root / 'train_ids.txt').write_text('\n'.join(ids) + '\n')
-    assert dataset(root).metainfo['image_ids'][:2] == ['100', '101']
+    assert precomp_dataset(root).metainfo['image_ids'][:2] == ['100', '101']
     ids[8] = '109'  # caption 3 of image 1
     (root / 'train_ids.txt').write_text('\n'.join(ids) + '\n')
     with pytest.raises(ValueError, match=r"train_ids.txt:9: id '109' differs from '101' on line 6"):
-        dataset(root)
+        precomp_dataset(root)
 
 
 def test_region_drop_on_an_image_without_regions():
@@ -154,7 +142,7 @@ def test_empty_and_corrupt_images(tmp_path):
     with pytest.raises(ValueError, match=r'1 image file\(s\) are empty .*003.Bird_3/img_1.jpg'):
         CUBMetricDataset(str(cub))
     image.write_bytes(b'\xff\xd8\xff\xe0 this is not a jpeg')
-    ds = CUBMetricDataset(str(cub), pipeline=PIPELINE)
+    ds = CUBMetricDataset(str(cub), pipeline=DML_PIPELINE)
     index = [i for i in range(len(ds)) if ds.get_data_info(i)['img_path'] == str(image)][0]
     with pytest.raises(RuntimeError, match=r'cannot load .*003.Bird_3/img_1.jpg'):
         ds[index]

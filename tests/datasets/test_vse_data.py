@@ -6,11 +6,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import PRECOMP_SIZES, copy_split, precomp_dataset
 from mmengine.registry import DefaultScope
 
 from gpo_plugin.datasets import (
     PackVSEInputs,
-    PrecompCaptionDataset,
     RandomRegionDrop,
     RandomWordAugment,
     TokenizeCaption,
@@ -21,47 +21,24 @@ from gpo_plugin.datasets import (
 from gpo_plugin.demo import make_demo_data
 from gpo_plugin.utils.vocab import SPECIALS, build_vocab, save_vocab, split_words
 
-SIZES = {'train': 12, 'dev': 4, 'test': 4, 'testall': 10}
 
-
-@pytest.fixture(scope='module')
-def demo(tmp_path_factory):
-    root = make_demo_data(tmp_path_factory.mktemp('precomp'), seed=0, feat_dim=16, sizes=SIZES)
-    words = build_vocab((root / 'train_caps.txt').read_text().splitlines(), threshold=1)
-    save_vocab(words, root / 'vocab.json')
-    return root
-
-
-def dataset(root, split='train', **kwargs):
-    kwargs.setdefault('feat_dim', 16)
-    return PrecompCaptionDataset(data_root=str(root), split=split, **kwargs)
-
-
-def copy_split(src, dst, split='train'):
-    dst.mkdir(exist_ok=True)
-    for suffix in ('ims.npy', 'caps.txt', 'ids.txt'):
-        (dst / f'{split}_{suffix}').write_bytes((src / f'{split}_{suffix}').read_bytes())
-    (dst / 'vocab.json').write_bytes((src / 'vocab.json').read_bytes())
-    return dst
-
-
-def test_demo_data_is_deterministic_and_in_the_precomp_layout(demo, tmp_path):
-    again = make_demo_data(tmp_path, seed=0, feat_dim=16, sizes=SIZES)
-    for split, n in SIZES.items():
-        ims = np.load(demo / f'{split}_ims.npy')
+def test_demo_data_is_deterministic_and_in_the_precomp_layout(precomp_demo, tmp_path):
+    again = make_demo_data(tmp_path, seed=0, feat_dim=16, sizes=PRECOMP_SIZES)
+    for split, n in PRECOMP_SIZES.items():
+        ims = np.load(precomp_demo / f'{split}_ims.npy')
         assert ims.shape == (n, 36, 16) and ims.dtype == np.float32
         assert np.array_equal(ims, np.load(again / f'{split}_ims.npy'))
-        caps = (demo / f'{split}_caps.txt').read_text().splitlines()
+        caps = (precomp_demo / f'{split}_caps.txt').read_text().splitlines()
         assert len(caps) == 5 * n
         assert caps == (again / f'{split}_caps.txt').read_text().splitlines()
 
 
-def test_dataset_reads_samples_memory_mapped(demo):
-    ds = dataset(demo)
+def test_dataset_reads_samples_memory_mapped(precomp_demo):
+    ds = precomp_dataset(precomp_demo)
     assert len(ds) == 60 and ds.metainfo['captions_per_image'] == 5
     assert isinstance(ds.images, np.memmap)
-    caps = (demo / 'train_caps.txt').read_text().splitlines()
-    ims = np.load(demo / 'train_ims.npy')
+    caps = (precomp_demo / 'train_caps.txt').read_text().splitlines()
+    ims = np.load(precomp_demo / 'train_ims.npy')
     for idx in (0, 7, 59):
         info = ds.get_data_info(idx)
         assert info['img_idx'] == idx // 5 and info['cap_idx'] == idx
@@ -71,13 +48,13 @@ def test_dataset_reads_samples_memory_mapped(demo):
         assert not {'txt', 'word_ids', 'mask_id', 'vocab_size', 'random_low'} & set(info)
 
 
-def test_tokenize_caption_heads_the_pipeline(demo):
-    tokenizer = dict(type='VocabTokenizer', vocab_file=str(demo / 'vocab.json'))
+def test_tokenize_caption_heads_the_pipeline(precomp_demo):
+    tokenizer = dict(type='VocabTokenizer', vocab_file=str(precomp_demo / 'vocab.json'))
     pipeline = [dict(type='TokenizeCaption', tokenizer=tokenizer), dict(type='PackVSEInputs')]
     with DefaultScope.overwrite_default_scope('gpo_plugin'):
-        ds = dataset(demo, pipeline=pipeline)
-    tok = VocabTokenizer(demo / 'vocab.json')
-    caps = (demo / 'train_caps.txt').read_text().splitlines()
+        ds = precomp_dataset(precomp_demo, pipeline=pipeline)
+    tok = VocabTokenizer(precomp_demo / 'vocab.json')
+    caps = (precomp_demo / 'train_caps.txt').read_text().splitlines()
     sample = ds[7]
     assert sample['inputs']['txt'].tolist() == tok.encode(caps[7])[0]
     assert sample['inputs']['txt'][0] == SPECIALS.index('<start>')
@@ -86,15 +63,15 @@ def test_tokenize_caption_heads_the_pipeline(demo):
     assert (out['txt'], out['word_ids']) == tok.encode(caps[7])
 
 
-def test_dataset_max_images_and_ids(demo):
-    ds = dataset(demo, split='testall', max_images=4)
+def test_dataset_max_images_and_ids(precomp_demo):
+    ds = precomp_dataset(precomp_demo, split='testall', max_images=4)
     assert len(ds) == 20 and ds.metainfo['image_ids'][:2] == ['20', '21']
 
 
-def test_dataset_pickles_without_the_memory_map(demo):
+def test_dataset_pickles_without_the_memory_map(precomp_demo):
     import pickle
 
-    ds = dataset(demo)
+    ds = precomp_dataset(precomp_demo)
     _ = ds.images
     clone = pickle.loads(pickle.dumps(ds))
     assert clone._ims is None
@@ -102,43 +79,43 @@ def test_dataset_pickles_without_the_memory_map(demo):
 
 
 @pytest.mark.parametrize('missing', ['ims.npy', 'caps.txt'])
-def test_missing_file_names_the_file(demo, tmp_path, missing):
-    root = copy_split(demo, tmp_path / 'd')
+def test_missing_file_names_the_file(precomp_demo, tmp_path, missing):
+    root = copy_split(precomp_demo, tmp_path / 'd')
     (root / f'train_{missing}').unlink()
     with pytest.raises(FileNotFoundError, match=f'train_{missing}.*data_root'):
-        dataset(root)
+        precomp_dataset(root)
 
 
-def test_caption_count_not_a_multiple(demo, tmp_path):
-    root = copy_split(demo, tmp_path / 'd')
+def test_caption_count_not_a_multiple(precomp_demo, tmp_path):
+    root = copy_split(precomp_demo, tmp_path / 'd')
     caps = (root / 'train_caps.txt').read_text().splitlines()
     (root / 'train_caps.txt').write_text('\n'.join(caps[:-1]) + '\n')
     with pytest.raises(ValueError, match=r'train_caps.txt has 59 captions for 12 images'):
-        dataset(root)
+        precomp_dataset(root)
 
 
-def test_captions_per_image_disagrees(demo):
+def test_captions_per_image_disagrees(precomp_demo):
     with pytest.raises(ValueError, match=r'5 captions per image.*captions_per_image=3'):
-        dataset(demo, captions_per_image=3)
+        precomp_dataset(precomp_demo, captions_per_image=3)
 
 
-def test_feature_dimension_disagrees(demo):
+def test_feature_dimension_disagrees(precomp_demo):
     with pytest.raises(ValueError, match=r'train_ims.npy has feature dimension 16.*feat_dim=2048'):
-        dataset(demo, feat_dim=2048)
+        precomp_dataset(precomp_demo, feat_dim=2048)
 
 
-def test_features_not_three_dimensional(demo, tmp_path):
-    root = copy_split(demo, tmp_path / 'd')
+def test_features_not_three_dimensional(precomp_demo, tmp_path):
+    root = copy_split(precomp_demo, tmp_path / 'd')
     np.save(root / 'train_ims.npy', np.zeros((12, 16), np.float32))
     with pytest.raises(ValueError, match=r'train_ims.npy must hold an \(N, R, D\) array'):
-        dataset(root)
+        precomp_dataset(root)
 
 
-def test_ids_count_wrong(demo, tmp_path):
-    root = copy_split(demo, tmp_path / 'd')
+def test_ids_count_wrong(precomp_demo, tmp_path):
+    root = copy_split(precomp_demo, tmp_path / 'd')
     (root / 'train_ids.txt').write_text('1\n2\n3\n')
     with pytest.raises(ValueError, match=r'train_ids.txt has 3 ids'):
-        dataset(root)
+        precomp_dataset(root)
 
 
 def test_vocab_threshold_specials_and_errors(tmp_path):

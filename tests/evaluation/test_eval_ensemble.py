@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from test_retrieval_ties import published_loop
+from conftest import oracle, published_loop
 
 from gpo_plugin.evaluation.ensemble import (
     SimilarityFileError,
@@ -93,8 +93,6 @@ def test_other_rules_bracket_published(rule):
 
 @pytest.mark.parametrize('rule', ['published', 'optimistic', 'pessimistic'])
 def test_matrix_ranks_equal_each_rules_formulation(rule):
-    from test_retrieval_ties import oracle
-
     from gpo_plugin.evaluation.ensemble import ranks_from_similarities
 
     sims = quantised_sims(4)

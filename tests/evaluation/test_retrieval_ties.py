@@ -13,48 +13,12 @@ and near-tie patterns with hypothesis.
 import numpy as np
 import pytest
 import torch
+from conftest import oracle, rule_loop
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpo_plugin.evaluation import VSERetrievalMetric
 from gpo_plugin.evaluation.functional import retrieval_ranks, topk_by_rule
-
-
-def published_loop(sims, txt_img):
-    """The published i2t / t2i loops, on a (N_img, N_txt) score matrix."""
-    i2t = np.zeros(sims.shape[0], dtype=np.int64)
-    for i in range(sims.shape[0]):
-        inds = np.argsort(sims[i])[::-1]
-        i2t[i] = min(np.where(inds == c)[0][0] for c in np.flatnonzero(txt_img == i))
-    t2i = np.zeros(sims.shape[1], dtype=np.int64)
-    cols = sims.T
-    for j in range(sims.shape[1]):
-        inds = np.argsort(cols[j])[::-1]
-        t2i[j] = np.where(inds == txt_img[j])[0][0]
-    return i2t, t2i
-
-
-def sorted_rank(scores, is_truth, truth_first):
-    """Position of the first ground truth after sorting by score, ties broken for (or
-    against) the ground truth: the optimistic (pessimistic) rule, by sorting."""
-    keys = sorted(
-        range(len(scores)),
-        key=lambda c: (-scores[c], not is_truth[c] if truth_first else is_truth[c]),
-    )
-    return min(p for p, c in enumerate(keys) if is_truth[c])
-
-
-def rule_loop(sims, txt_img, truth_first):
-    i2t = [sorted_rank(sims[i], txt_img == i, truth_first) for i in range(sims.shape[0])]
-    images = np.arange(sims.shape[0])
-    t2i = [sorted_rank(sims[:, j], images == txt_img[j], truth_first) for j in range(sims.shape[1])]
-    return np.array(i2t), np.array(t2i)
-
-
-def oracle(sims, txt_img, rule):
-    if rule == 'published':
-        return published_loop(sims, txt_img)
-    return rule_loop(sims, txt_img, truth_first=rule == 'optimistic')
 
 
 def published_sims(img, txt):
