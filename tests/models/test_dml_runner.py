@@ -122,6 +122,7 @@ def _digits_cfg(path, work_dir, epochs=1, resume=False):
     return cfg
 
 
+@pytest.mark.slow  # three Runner runs (train, test, resume) of the digits config
 def test_runner_trains_tests_and_resumes_digits_gsp(tmp_path):
     runner = Runner.from_cfg(_digits_cfg('configs/dml_gsp_digits.py', tmp_path))
     model = runner.model
