@@ -4,6 +4,8 @@ shape almost every batch). benchmarks/benchmark_memory.py checks the demos' full
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import statistics
 from collections.abc import Callable
@@ -22,9 +24,19 @@ def rss_bytes() -> int:
         return int(handle.read().split()[1]) * PAGE
 
 
+def release_free_heap() -> None:
+    """Give the free pages of the malloc heap back to the OS (glibc's malloc_trim). After
+    earlier tests in the same process freed much memory, a leak could otherwise be served
+    from pages still resident and never show in the RSS."""
+    libc = ctypes.util.find_library('c')
+    if libc is not None and hasattr(ctypes.CDLL(libc), 'malloc_trim'):
+        ctypes.CDLL(libc).malloc_trim(0)
+
+
 def rss_growth(step: Callable[[int], None], steps: int, warmup: int, window: int) -> float:
     """Bytes by which the median RSS of the last ``window`` steps exceeds the median of the
     ``window`` steps right after ``warmup`` (medians: allocator noise is not growth)."""
+    release_free_heap()
     samples = []
     for i in range(steps):
         step(i)
