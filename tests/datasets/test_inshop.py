@@ -9,6 +9,7 @@ import os.path as osp
 import subprocess
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +26,8 @@ from gpo_plugin.evaluation import MetricLearningMetric
 from gpo_plugin.evaluation.mlrc import concatenated_metrics
 from gpo_plugin.registry import DATASETS
 
+# The tools and configs are run from the checkout, whatever pytest's working directory.
+ROOT = Path(__file__).resolve().parents[2]
 PARTITION = 'Eval/list_eval_partition.txt'
 
 
@@ -288,7 +291,7 @@ def test_mlrc_concatenation_evaluates_queries_against_the_gallery():
 
 @pytest.mark.parametrize('name', ['dml_gsp_inshop', 'dml_avg_inshop_mlrc'])
 def test_config_datasets_read_the_generated_layout(inshop_root, name):
-    cfg = Config.fromfile(f'configs/{name}.py')
+    cfg = Config.fromfile(str(ROOT / 'configs' / f'{name}.py'))
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dataset = DATASETS.build(dict(cfg[loader].dataset, data_root=inshop_root))
         sample = dataset[0]
@@ -332,6 +335,7 @@ def _cli(*args, timeout=600):
         text=True,
         timeout=timeout,
         env=dict(os.environ, OMP_NUM_THREADS='1'),
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout + result.stderr
@@ -356,7 +360,7 @@ def test_mlrc_config_trains_a_fold_and_concatenates_from_the_command_line(inshop
     _cli('tools/train.py', config, '--data-root', inshop_root, '--work-dir', work_dir, *options)
     checkpoint = osp.join(work_dir, 'epoch_1.pth')
     out = _cli(
-        'tools/dml_mlrc_test.py',
+        'tools/analysis_tools/dml_mlrc_test.py',
         config,
         checkpoint,
         checkpoint,
