@@ -98,3 +98,34 @@ def test_no_sys_path_edits_outside_tests(folder):
         if 'sys.path' in path.read_text(encoding='utf-8')
     ]
     assert edits == []
+
+
+def imported_test_modules(path: Path) -> list[str]:
+    """The ``test_*`` modules ``path`` imports (at any depth: lazy imports count too)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+    return sorted(name for name in names if name.split('.')[0].startswith('test_'))
+
+
+def test_test_modules_do_not_import_each_other():
+    """Shared test helpers live in tests/conftest.py; a test module imported by another runs
+    its tests twice and breaks when either moves."""
+    tests = ROOT / 'tests'
+    found = [
+        f'{path.relative_to(ROOT)} imports {", ".join(names)}'
+        for path in sorted(tests.rglob('test_*.py'))
+        if (names := imported_test_modules(path))
+    ]
+    assert found == []
+
+
+def test_test_import_check_sees_lazy_and_plain_imports(tmp_path):
+    module = tmp_path / 'test_x.py'
+    module.write_text(
+        'import test_a\n\ndef f():\n    from test_b import g\n\nfrom conftest import h\n'
+    )
+    assert imported_test_modules(module) == ['test_a', 'test_b']
