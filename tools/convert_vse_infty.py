@@ -1,0 +1,11 @@
+"""Alias of ``tools/model_converters/convert_vse_infty.py`` (the tools are grouped as mmpretrain's; this name is kept
+because earlier docs and issues call the tool by it). Same arguments."""
+
+import runpy
+from pathlib import Path
+
+if __name__ == '__main__':
+    runpy.run_path(
+        str(Path(__file__).parent / 'model_converters' / 'convert_vse_infty.py'),
+        run_name='__main__',
+    )
