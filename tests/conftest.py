@@ -14,9 +14,13 @@ from pathlib import Path
 # are grouped as mmpretrain's (tools/demos, tools/analysis_tools, tools/misc, ...).
 ROOT = Path(__file__).resolve().parents[1]
 TOOL_FOLDERS = ['analysis_tools', 'demos', 'misc', 'model_converters']
-sys.path[:0] = [str(ROOT / 'benchmarks'), str(ROOT / 'tools')] + [
-    str(ROOT / 'tools' / folder) for folder in TOOL_FOLDERS
-]
+# The grouped folders come before tools/ itself, whose eval_ensemble.py, check_dataset.py, ...
+# are only aliases that run the grouped scripts.
+sys.path[:0] = (
+    [str(ROOT / 'benchmarks')]
+    + [str(ROOT / 'tools' / folder) for folder in TOOL_FOLDERS]
+    + [str(ROOT / 'tools')]
+)
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('MKL_NUM_THREADS', '1')
