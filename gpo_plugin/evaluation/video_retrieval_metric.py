@@ -10,11 +10,8 @@ from mmengine.logging import MMLogger
 
 from gpo_plugin.registry import METRICS
 
-from .functional.video_retrieval_ranks import (
-    check_tie_rule,
-    summarize_video_ranks,
-    video_retrieval_ranks,
-)
+from .functional.retrieval_ranks import check_tie_rule
+from .functional.video_retrieval_ranks import summarize_video_ranks, video_retrieval_ranks
 
 _COLUMNS = ('R@1', 'R@5', 'R@10', 'medr', 'meanr')
 

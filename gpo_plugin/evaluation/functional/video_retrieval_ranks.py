@@ -10,13 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-TIE_RULES = ('published', 'optimistic', 'pessimistic')
-
-
-def check_tie_rule(tie_rule: str) -> str:
-    if tie_rule not in TIE_RULES:
-        raise ValueError(f'tie_rule must be one of {TIE_RULES}, got {tie_rule!r}.')
-    return tie_rule
+from .retrieval_ranks import check_tie_rule  # the same three rules as the image protocol
 
 
 @torch.no_grad()
