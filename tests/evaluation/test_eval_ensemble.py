@@ -15,18 +15,12 @@ from gpo_plugin.evaluation.ensemble import (
 )
 
 from eval_ensemble import main
+from references.retrieval import reference_summary
 
 
 def published_summary(sims):
     """The published eval_ensemble on an averaged (npts, 5 npts) matrix: ranks by argsort."""
-    i2t, t2i = published_loop(sims, np.arange(sims.shape[0]).repeat(5))
-    out = {}
-    for name, ranks in (('i2t', i2t), ('t2i', t2i)):
-        for k in (1, 5, 10):
-            out[f'{name}_R@{k}'] = 100.0 * len(np.where(ranks < k)[0]) / len(ranks)
-        out[f'{name}_medr'] = np.floor(np.median(ranks)) + 1
-        out[f'{name}_meanr'] = ranks.mean() + 1
-    return out
+    return reference_summary(*published_loop(sims, np.arange(sims.shape[0]).repeat(5)))
 
 
 def quantised_sims(seed, n_img=20):
