@@ -10,7 +10,7 @@ argsort, on CPU), interleaved in the same process (``harness.py``), and checks
 that every number is identical.
 
 Usage:
-    python benchmarks/benchmark_eval.py [--device cuda] [--images 5000] [--dim 1024]
+    python benchmarks/benchmark_eval.py [--device cuda] [--images 5000] [--dim 1024] [--collapsed]
 """
 
 from __future__ import annotations
@@ -26,11 +26,19 @@ from gpo_plugin.evaluation import VSERetrievalMetric
 from references.retrieval import reference_evaluation
 
 
-def embeddings(n_img: int, k: int, dim: int, seed: int = 0):
-    """Unit vectors with captions near their image, so ranks cover the whole range."""
+def embeddings(n_img: int, k: int, dim: int, seed: int = 0, collapsed: bool = False):
+    """Unit vectors with captions near their image, so ranks cover the whole range; or,
+    ``collapsed``, all within about 1e-3 of one direction, as an untrained model gives them
+    (every score near every other: the certification bands hold many candidates)."""
     gen = torch.Generator().manual_seed(seed)
-    img = torch.nn.functional.normalize(torch.randn(n_img, dim, generator=gen), dim=1)
     txt_img = torch.arange(n_img).repeat_interleave(k)
+    if collapsed:
+        base = torch.randn(dim, generator=gen)
+        img = base + 1e-3 * torch.randn(n_img, dim, generator=gen)
+        txt = base + 1e-3 * torch.randn(n_img * k, dim, generator=gen)
+        img, txt = (torch.nn.functional.normalize(x, dim=1) for x in (img, txt))
+        return img, txt, txt_img
+    img = torch.nn.functional.normalize(torch.randn(n_img, dim, generator=gen), dim=1)
     noise = torch.randn(n_img * k, dim, generator=gen)
     txt = torch.nn.functional.normalize(img[txt_img] + 0.25 * noise, dim=1)
     return img, txt, txt_img
@@ -52,10 +60,17 @@ def main() -> None:
     parser.add_argument('--captions-per-image', type=int, default=5)
     parser.add_argument('--dim', type=int, default=1024)
     parser.add_argument('--fold-size', type=int, default=1000)
+    parser.add_argument(
+        '--collapsed',
+        action='store_true',
+        help='embeddings crowded around one direction (an untrained model)',
+    )
     add_common_args(parser, warmup=0)
     args = parser.parse_args()
     device = setup(args)
-    img, txt, txt_img = embeddings(args.images, args.captions_per_image, args.dim)
+    img, txt, txt_img = embeddings(
+        args.images, args.captions_per_image, args.dim, collapsed=args.collapsed
+    )
     # The stored results of the metric carry one image embedding per image (every k-th).
     if args.captions_per_image != 5:
         raise SystemExit('fast_evaluation assumes 5 captions per image')
@@ -71,7 +86,8 @@ def main() -> None:
     results = time_interleaved(methods, args.repeats, args.warmup, device)
     shapes = (
         f'{args.images} images x {args.captions_per_image} captions, {args.dim}-d unit '
-        f'vectors; full set + {args.images // args.fold_size}-fold {args.fold_size}'
+        f'vectors{" within ~1e-3 of one direction" if args.collapsed else ""}; '
+        f'full set + {args.images // args.fold_size}-fold {args.fold_size}'
     )
     describe_run(
         f'Retrieval evaluation ({args.images} images + folds of {args.fold_size})',

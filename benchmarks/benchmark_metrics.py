@@ -19,8 +19,9 @@ import time
 import torch
 from harness import add_common_args, describe_run, setup, time_interleaved
 
-from gpo_plugin.evaluation.functional import knn_metrics, ordered_knn
-from gpo_plugin.evaluation.functional.knn_metrics import faiss, retrieval_metrics
+from gpo_plugin.evaluation.functional import knn_search, ordered_knn
+from gpo_plugin.evaluation.functional.knn_metrics import retrieval_metrics
+from gpo_plugin.evaluation.functional.knn_search import faiss
 
 KEYS = ('precision_at_1', 'r_precision', 'mean_average_precision_at_r')
 
@@ -112,7 +113,7 @@ def main() -> None:
         queries re-searched by the tie-order check counted."""
 
         def run(knn_time: list[float]):
-            search, re_search = knn_metrics.knn, ordered_knn._OrderCheck._faiss_rows
+            search, re_search = knn_search.knn, ordered_knn._OrderCheck._faiss_rows
             spent, rows = [0.0], [0]
 
             def timed_search(*a, **kw):
@@ -125,11 +126,11 @@ def main() -> None:
                 rows[0] += which.numel()
                 return re_search(checker, which, width)
 
-            knn_metrics.knn, ordered_knn._OrderCheck._faiss_rows = timed_search, counted
+            knn_search.knn, ordered_knn._OrderCheck._faiss_rows = timed_search, counted
             try:
                 values = retrieval_metrics(emb_dev, labels_dev, backend=backend)
             finally:
-                knn_metrics.knn, ordered_knn._OrderCheck._faiss_rows = search, re_search
+                knn_search.knn, ordered_knn._OrderCheck._faiss_rows = search, re_search
             knn_time.append(spent[0])
             researched.append(rows[0])
             return values

@@ -19,7 +19,7 @@ from harness import add_common_args, describe_run, setup, time_interleaved
 from pytorch_metric_learning import testers
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
-from gpo_plugin.evaluation.functional.knn_metrics import faiss
+from gpo_plugin.evaluation.functional.knn_search import faiss
 from gpo_plugin.pml import KNNAccuracyCalculator
 
 KEYS = ('precision_at_1', 'r_precision', 'mean_average_precision_at_r')

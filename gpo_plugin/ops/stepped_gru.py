@@ -24,13 +24,19 @@ from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
 
-def stepped_gru(gru: nn.GRU, packed: PackedSequence) -> PackedSequence:
+def stepped_gru(
+    gru: nn.GRU, packed: PackedSequence, row_index: Tensor | None = None
+) -> PackedSequence:
     """``gru(packed)[0]`` computed step by step (same function, same parameters).
 
     Args:
         gru: the ``nn.GRU`` whose parameters are used (any number of layers, one or two
             directions, with biases, no projection; dropout only in eval mode).
         packed: the input sequences, as ``pack_padded_sequence`` makes them.
+        row_index: (N,) long, optional. When given, ``packed.data`` holds only the
+            distinct input rows and packed row i is ``packed.data[row_index[i]]``: the
+            first layer projects each distinct row once and gathers the projections
+            (words repeat across a batch of captions; the same function either way).
 
     Returns:
         The output PackedSequence of the last layer, (total rows, directions * hidden),
@@ -48,6 +54,8 @@ def stepped_gru(gru: nn.GRU, packed: PackedSequence) -> PackedSequence:
             b_ih = torch.cat([getattr(gru, f'bias_ih_{name}') for name in names])
             # Every step's input projection, both directions, in one product.
             projected = F.linear(data.to(w_ih.dtype), w_ih, b_ih)
+            if layer == 0 and row_index is not None:
+                projected = projected.index_select(0, row_index)
             outputs = [
                 _Recurrence.apply(
                     part,

@@ -10,7 +10,7 @@ from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from pytorch_metric_learning.utils.inference import FaissKNN
 from torch import Tensor
 
-from gpo_plugin.evaluation.functional import knn_metrics
+from gpo_plugin.evaluation.functional import knn_search
 from gpo_plugin.evaluation.functional.knn_metrics import (
     DEFAULT_MEMORY_BYTES,
     chunked_per_query,
@@ -58,12 +58,12 @@ class KNNAccuracyCalculator(AccuracyCalculator):
         max_memory_bytes: int = DEFAULT_MEMORY_BYTES,
         **kwargs,
     ) -> None:
-        if kwargs.get('kmeans_func') is None and knn_metrics.faiss is None:
+        if kwargs.get('kmeans_func') is None and knn_search.faiss is None:
             kwargs['kmeans_func'] = SklearnKMeans()
         super().__init__(*args, **kwargs)
-        if backend not in knn_metrics.BACKENDS:
+        if backend not in knn_search.BACKENDS:
             raise ValueError(
-                f'KNNAccuracyCalculator: backend must be one of {knn_metrics.BACKENDS}, '
+                f'KNNAccuracyCalculator: backend must be one of {knn_search.BACKENDS}, '
                 f'got {backend!r}.'
             )
         self.backend = backend
@@ -125,8 +125,8 @@ class KNNAccuracyCalculator(AccuracyCalculator):
             and type(knn) is FaissKNN
             and knn.reset_before
             and knn.gpus is None
-            and knn_metrics.faiss is not None
-            and knn.index_init_fn is knn_metrics.faiss.IndexFlatL2
+            and knn_search.faiss is not None
+            and knn.index_init_fn is knn_search.faiss.IndexFlatL2
         )
 
     def _knn(self, kwargs: dict) -> dict:

@@ -30,6 +30,7 @@ import mmengine.utils.dl_utils.hub as mm_hub
 import torch
 from mmengine.dist import get_dist_info
 from mmengine.fileio import get_file_backend
+from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import CheckpointLoader
 
 UNSAFE_ENV = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
@@ -360,7 +361,9 @@ def check_state_dict_matches(model: torch.nn.Module, path: str, shown: int = 5) 
     if not isinstance(state, dict):
         raise CheckpointError(f'checkpoint {path} holds no state_dict.')
     state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
-    expected = model.state_dict()
+    # Under a launcher the Runner's model is wrapped (DDP): compare with the model inside,
+    # whose keys are the ones checkpoints hold.
+    expected = (model.module if is_model_wrapper(model) else model).state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     mismatched = [

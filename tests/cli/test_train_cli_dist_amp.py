@@ -1,6 +1,7 @@
 """tools/train.py on the CPU: --amp (bfloat16 autocast, no GPU) and --launcher pytorch under
 torchrun with gloo (2 processes)."""
 
+import json
 import math
 import os
 import socket
@@ -97,3 +98,19 @@ def test_torchrun_two_cpu_processes_train_with_gloo(tiny_data, tmp_path):
     assert ckpt['meta']['iter'] == 7
     log = next(tmp_path.glob('*/*.log')).read_text()
     assert 'Distributed training: True' in log and "'backend': 'gloo'" in log
+    # tools/test.py on 2 processes (the model is DDP-wrapped there) gives the metrics of one.
+    test_opts = ['--data-root', str(root), '--vocab', str(vocab)]
+    test_opts += ['--cfg-options', 'test_dataloader.num_workers=0']
+    outs = {}
+    for nproc in (1, 2):
+        out = tmp_path / f'test_{nproc}.json'
+        command = [
+            sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', str(nproc),
+            '--master_port', str(port), str(ROOT / 'tools' / 'test.py'), CONFIG,
+            str(tmp_path / 'epoch_1.pth'), '--launcher', 'pytorch',
+            '--work-dir', str(tmp_path / f'test_{nproc}'), '--out', str(out), *test_opts,
+        ]  # fmt: skip
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outs[nproc] = json.loads(out.read_text())['metrics']
+    assert outs[2] == outs[1] and 'retrieval/rsum' in outs[1]

@@ -8,7 +8,7 @@ from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
 from gpo_plugin.evaluation import MetricLearningMetric
 from gpo_plugin.evaluation.functional import knn, retrieval_metrics
-from gpo_plugin.evaluation.functional.knn_metrics import faiss
+from gpo_plugin.evaluation.functional.knn_search import faiss
 
 PML_KEYS = ('precision_at_1', 'r_precision', 'mean_average_precision_at_r')
 BACKENDS = ['torch', 'symmetric'] + (['faiss'] if faiss is not None else [])

@@ -10,6 +10,9 @@ embeddings, near-ties one float32 ulp apart (float32 and float64 orders differ),
 and near-tie patterns with hypothesis.
 """
 
+import importlib
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -19,6 +22,16 @@ from hypothesis import strategies as st
 
 from gpo_plugin.evaluation import VSERetrievalMetric
 from gpo_plugin.evaluation.functional import retrieval_ranks, topk_by_rule
+
+ranks_module = importlib.import_module('gpo_plugin.evaluation.functional.retrieval_ranks')
+# Band rescoring: 0 scores every band pair on its own, 10**9 multiplies every banded
+# embedding with all it spans, 16 mixes both on the near-tie set (and at random in
+# the property test).
+DENSE_SHARES = {'pairs': 0, 'dense': 10**9, 'mixed': 16}
+
+
+def band_rescoring(mode: str):
+    return mock.patch.object(ranks_module, '_DENSE_SHARE', DENSE_SHARES[mode])
 
 
 def published_sims(img, txt):
@@ -57,10 +70,12 @@ def duplicated_captions(n_img=60, k=5, dim=16, seed=0):
     return img, txt, txt_img
 
 
+@pytest.mark.parametrize('mode', DENSE_SHARES)
 @pytest.mark.parametrize('rule', ['published', 'optimistic', 'pessimistic'])
-def test_duplicate_captions_5k_and_folds(rule):
+def test_duplicate_captions_5k_and_folds(rule, mode):
     img, txt, txt_img = duplicated_captions()
-    got = check(img, txt, txt_img, rule, fold_size=20)
+    with band_rescoring(mode):
+        got = check(img, txt, txt_img, rule, fold_size=20)
     assert got.t2i.float().mean() > 0  # not a trivial all-hit case
 
 
@@ -112,8 +127,9 @@ nudge = st.sampled_from([-10.0, 10.0])
     dim=st.integers(1, 3),
     rule=st.sampled_from(['published', 'optimistic', 'pessimistic']),
     chunk_size=st.integers(1, 6),
+    mode=st.sampled_from(list(DENSE_SHARES)),
 )
-def test_random_tie_patterns(data, n_folds, fold_size, dim, rule, chunk_size):
+def test_random_tie_patterns(data, n_folds, fold_size, dim, rule, chunk_size, mode):
     n_img = n_folds * fold_size
     counts = data.draw(st.lists(st.integers(1, 3), min_size=n_img, max_size=n_img))
     txt_img = torch.arange(n_img).repeat_interleave(torch.tensor(counts))
@@ -133,7 +149,8 @@ def test_random_tie_patterns(data, n_folds, fold_size, dim, rule, chunk_size):
             emb[row, 0] = torch.nextafter(emb[row, 0], torch.tensor(data.draw(nudge)))
     if rule == 'published' and data.draw(st.booleans()):  # argsort orders NaN; sorted() not
         txt[data.draw(st.integers(0, len(txt) - 1)), 0] = float('nan')
-    check(img, txt, txt_img, rule, fold_size=fold_size, chunk_size=chunk_size)
+    with band_rescoring(mode):
+        check(img, txt, txt_img, rule, fold_size=fold_size, chunk_size=chunk_size)
 
 
 def test_metric_reports_rule_and_rejects_unknown():
@@ -165,7 +182,9 @@ def near_ties(n_img=40, k=5, dim=64, seed=6):
     gen = torch.Generator().manual_seed(seed)
     img = torch.nn.functional.normalize(torch.rand(n_img, dim, generator=gen) + 0.2, dim=1)
     txt_img = torch.arange(n_img).repeat_interleave(k)
-    txt = torch.nn.functional.normalize(img[txt_img] + 0.05 * torch.rand(n_img * k, dim), dim=1)
+    txt = torch.nn.functional.normalize(
+        img[txt_img] + 0.05 * torch.rand(n_img * k, dim, generator=gen), dim=1
+    )
     half = n_img * k // 2
     txt[half:] = txt[:half]  # caption c + half: a copy of caption c, then nudged
     img[n_img // 2 :] = img[: n_img // 2]
@@ -178,12 +197,14 @@ def near_ties(n_img=40, k=5, dim=64, seed=6):
     return img, txt, txt_img
 
 
+@pytest.mark.parametrize('mode', DENSE_SHARES)
 @pytest.mark.parametrize('rule', ['published', 'optimistic', 'pessimistic'])
-def test_near_ties_follow_the_float64_scores(rule):
+def test_near_ties_follow_the_float64_scores(rule, mode):
     """Fails if the float64 recheck is removed: on these embeddings the float32 product
     gives other ranks (asserted), ours equal the float64 oracle."""
     img, txt, txt_img = near_ties()
-    got = check(img, txt, txt_img, rule, fold_size=20, chunk_size=9)
+    with band_rescoring(mode):
+        got = check(img, txt, txt_img, rule, fold_size=20, chunk_size=9)
     float32 = oracle((img @ txt.t()).numpy(), txt_img.numpy(), rule)
     assert not (
         np.array_equal(got.i2t.numpy(), float32[0]) and np.array_equal(got.t2i.numpy(), float32[1])
@@ -203,6 +224,7 @@ def test_near_ties_without_the_float64_recheck_differ(monkeypatch):
         return (img[image] * txt[caption]).sum(dim=1).double()
 
     monkeypatch.setattr(module, '_pair_scores', float32_pairs)
+    monkeypatch.setattr(module, '_DENSE_SHARE', 0)  # every band pair through _pair_scores
     monkeypatch.setattr(module, 'published_scores', lambda a, b: (a.float() @ b.float().T).numpy())
     wrong = retrieval_ranks(img, txt, txt_img, 9, 20)
     assert not (torch.equal(right.i2t, wrong.i2t) and torch.equal(right.t2i, wrong.t2i))

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from gpo_plugin.evaluation.functional import knn, knn_metrics, symmetric_knn
+from gpo_plugin.evaluation.functional import knn, knn_search, symmetric_knn
 
 # The submodule (the package attribute of the same name is the function).
 module = importlib.import_module('gpo_plugin.evaluation.functional.symmetric_knn')
@@ -73,7 +73,7 @@ def test_auto_backend_picks_symmetric_for_leave_one_out_on_cpu(monkeypatch):
         calls.append(block)
         return module.symmetric_knn(x, k, block, with_distances)
 
-    monkeypatch.setattr(knn_metrics, 'symmetric_knn', recording)
+    monkeypatch.setattr(knn_search, 'symmetric_knn', recording)
     x = torch.randn(120, 5)
     found = knn(x, 3, max_memory_bytes=16 * 48**2)
     assert calls == [48]  # a block of 48^2 scores is a quarter of the budget

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from gpo_plugin.models.encoders import BiGRUTextEncoder
 from gpo_plugin.ops.stepped_gru import stepped_gru
@@ -63,6 +63,30 @@ def test_stepped_gru_matches_float32_at_a_larger_size():
         torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize('layers', [1, 2])
+def test_stepped_gru_projects_distinct_rows_once(layers):
+    """With ``row_index``, packed.data holds distinct rows: the same outputs and gradients
+    as the full rows (repeats included), in float64."""
+    torch.manual_seed(3)
+    gru = nn.GRU(4, 5, layers, bidirectional=True).double()
+    lengths = torch.tensor([5, 2, 5, 1, 3])
+    ids = torch.randint(0, 4, (len(lengths), 5))  # 4 distinct rows: most repeat
+    table = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
+    full = pack_padded_sequence(table[ids], lengths, batch_first=True, enforce_sorted=False)
+    positions = pack_padded_sequence(ids, lengths, batch_first=True, enforce_sorted=False)
+    distinct = PackedSequence(table, *positions[1:])
+    upstream = torch.randn(int(lengths.sum()), 10, dtype=torch.float64)
+    results = []
+    for out in (stepped_gru(gru, full), stepped_gru(gru, distinct, positions.data)):
+        grads = torch.autograd.grad((out.data * upstream).sum(), [table, *gru.parameters()])
+        results.append((out.data, grads))
+    (ref, ref_grads), (ours, grads) = results
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-13)
+    for grad, ref_grad in zip(grads, ref_grads, strict=True):
+        assert ref_grad.abs().max() > 0
+        torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-12)
+
+
 def test_stepped_gru_rejects_what_it_does_not_implement():
     with pytest.raises(ValueError, match='biases'):
         stepped_gru(nn.GRU(3, 4, bias=False), None)
@@ -96,6 +120,32 @@ def test_text_encoder_gru_impls_are_the_same_function_float64():
         torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_text_encoder_inference_projects_each_word_once(monkeypatch, dtype):
+    """Without autograd the encoder embeds and projects each distinct word of the batch
+    once: the same states as the training path, which keeps one row per token."""
+    steps, _ = encoder_pair()
+    steps.to(dtype)
+    tokens = torch.randint(1, 6, (6, 7))  # 5 words over 6 captions: most repeat
+    lengths = torch.tensor([4, 7, 1, 7, 2, 5])
+    calls = []
+    import gpo_plugin.models.encoders.bigru_text_encoder as module
+
+    def record(gru, packed, row_index=None):
+        calls.append((len(packed.data), row_index))
+        return stepped_gru(gru, packed, row_index)
+
+    monkeypatch.setattr(module, 'stepped_gru', record)
+    training_path = steps.embed_tokens(tokens, lengths)
+    with torch.inference_mode():
+        inference_path = steps.embed_tokens(tokens, lengths)
+    (full_rows, no_index), (distinct_rows, row_index) = calls
+    assert no_index is None and full_rows == int(lengths.sum())
+    assert distinct_rows <= 5 and len(row_index) == full_rows
+    atol = {torch.float32: 1e-6, torch.float64: 1e-13}[dtype]
+    torch.testing.assert_close(inference_path, training_path.detach(), rtol=0, atol=atol)
+
+
 def test_text_encoder_auto_picks_steps_on_cpu(monkeypatch):
     steps, _ = encoder_pair()
     auto = BiGRUTextEncoder(vocab_size=30, word_dim=6, embed_dim=8)
@@ -103,7 +153,11 @@ def test_text_encoder_auto_picks_steps_on_cpu(monkeypatch):
     calls = []
     import gpo_plugin.models.encoders.bigru_text_encoder as module
 
-    monkeypatch.setattr(module, 'stepped_gru', lambda gru, p: calls.append(p) or gru(p)[0])
+    def record(gru, packed, row_index=None):
+        calls.append(packed)
+        return stepped_gru(gru, packed, row_index)
+
+    monkeypatch.setattr(module, 'stepped_gru', record)
     auto(torch.randint(1, 30, (2, 3)), torch.tensor([3, 2]))
     assert len(calls) == 1
     with torch.autocast('cpu', dtype=torch.bfloat16):  # autocast: nn.GRU, as before

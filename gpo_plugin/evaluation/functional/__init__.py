@@ -1,10 +1,10 @@
 from .knn_metrics import (
     clustering_nmi,
-    knn,
     metrics_from_neighbours,
     relevant_counts,
     retrieval_metrics,
 )
+from .knn_search import knn
 from .retrieval_ranks import (  # noqa: F401
     TIE_RULES,
     RetrievalRanks,

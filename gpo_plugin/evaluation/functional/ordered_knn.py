@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from . import knn_metrics as km
+from . import knn_search as search
 
 _UNIT = 2.0**-24 * 1.01  # float32 unit roundoff, with room for the (1 - n u) denominators
 
@@ -31,7 +31,7 @@ def neighbour_chunks(
     needed: Tensor,
     faiss_k: int,
     backend: str = 'auto',
-    max_memory_bytes: int = km.DEFAULT_MEMORY_BYTES,
+    max_memory_bytes: int = search.DEFAULT_MEMORY_BYTES,
 ) -> Iterator[tuple[int, int, Tensor]]:
     """Yield ``(start, stop, indices)`` over query chunks: ``indices`` (c, k) are the k nearest
     references of queries ``start:stop`` in faiss's order (-1 where fewer than k exist).
@@ -59,11 +59,11 @@ def neighbour_chunks(
         backend = 'auto'
     if query.device.type == 'cuda' and torch.get_float32_matmul_precision() != 'highest':
         # TF32 / bf16 products break the float32 error bound of the tie check.
-        backend = 'faiss' if km.faiss is not None else 'torch'
+        backend = 'faiss' if search.faiss is not None else 'torch'
         query, reference = query.cpu(), reference.cpu()
     everything = None
     if whole:
-        everything = km.knn(query, width, None, backend, max_memory_bytes, with_distances=True)
+        everything = search.knn(query, width, None, backend, max_memory_bytes, with_distances=True)
     checker = _OrderCheck(query, reference, faiss_k, own_prefix)
     chunk = max(1, max_memory_bytes // (16 * (width + 1)))
     for start, stop in _ranges(query.shape[0], chunk):
@@ -88,10 +88,10 @@ def _ranges(total: int, chunk: int) -> list[tuple[int, int]]:
 def _search(query, width, reference, own_prefix, start, backend, max_memory_bytes):
     offset = start if own_prefix else None
     if backend == 'auto':
-        backend = 'faiss' if km.faiss is not None and query.device.type == 'cpu' else 'torch'
+        backend = 'faiss' if search.faiss is not None and query.device.type == 'cpu' else 'torch'
     if backend == 'faiss':
-        return km._knn_faiss(query, width, reference, offset)
-    return km._knn_torch(query, width, reference, offset, max_memory_bytes)
+        return search._knn_faiss(query, width, reference, offset)
+    return search._knn_torch(query, width, reference, offset, max_memory_bytes)
 
 
 class _OrderCheck:
@@ -113,7 +113,7 @@ class _OrderCheck:
         distances, found = searched
         query = self.query[start : start + found.shape[0]].double()
         unsafe = self._unsafe(query, distances.double(), hits_of(start, found), needed, unseen)
-        if km.faiss is not None and bool(unsafe.any()):
+        if search.faiss is not None and bool(unsafe.any()):
             rows = unsafe.nonzero().reshape(-1)
             found = found.clone()
             found[rows] = self._faiss_rows(rows + start, found.shape[1])
@@ -145,10 +145,10 @@ class _OrderCheck:
         """Rows' neighbours from faiss with PML's k, in batches that take the same faiss code
         path as PML's single call with all queries (padded with repeats where needed)."""
         if self.index is None:
-            self.index = km._faiss_index(self.reference)
+            self.index = search._faiss_index(self.reference)
         count = rows.numel()
         least, most = faiss_batch_bounds(self.query.shape[0], self.dim, self.reference.shape[0])
-        batch = min(most, max(least, km.DEFAULT_MEMORY_BYTES // (16 * (self.faiss_k + 2))))
+        batch = min(most, max(least, search.DEFAULT_MEMORY_BYTES // (16 * (self.faiss_k + 2))))
         out = []
         for start in range(0, count, batch):
             part = rows[start : start + batch]
@@ -156,7 +156,9 @@ class _OrderCheck:
             if size < least:
                 part = torch.cat([part, part[:1].repeat(least - size)])
             own = part.cpu() if self.own_prefix else None
-            out.append(km._faiss_search(self.index, self.query[part], self.faiss_k, own)[1][:size])
+            out.append(
+                search._faiss_search(self.index, self.query[part], self.faiss_k, own)[1][:size]
+            )
         found = torch.cat(out)[:, :width]
         if found.shape[1] < width:
             found = torch.cat([found, found.new_full((count, width - found.shape[1]), -1)], 1)
@@ -168,10 +170,10 @@ def faiss_batch_bounds(num_queries: int, dim: int, num_references: int) -> tuple
     ``num_queries`` rows takes. faiss picks a database-parallel search (fewer queries than
     threads, large database), direct differences (rows x dim below its BLAS threshold) or norms
     and a matrix product; each has its own roundings and tie order, which are per query."""
-    threads = km.faiss.omp_get_max_threads()
-    threshold = int(km.faiss.cvar.distance_compute_blas_threshold)
+    threads = search.faiss.omp_get_max_threads()
+    threshold = int(search.faiss.cvar.distance_compute_blas_threshold)
     big = num_references >= max(
-        10000, threads * int(km.faiss.cvar.distance_compute_blas_database_bs)
+        10000, threads * int(search.faiss.cvar.distance_compute_blas_database_bs)
     )
     if threads > 1 and big and num_queries < threads:
         return 1, num_queries  # database-parallel

@@ -83,17 +83,29 @@ class BiGRUTextEncoder(BaseModule):
         # pad_packed_sequence differentiate with a whole-batch copy per run of equal batch
         # sizes (gpo_plugin/ops/packing.py).
         order = packed_positions(lengths, *tokens.shape)
-        words = pack_rows(self.embed(tokens), order)
-        forward_dir, backward_dir = self.run_gru(words).data.split(self.embed_dim, dim=-1)
+        if self.use_stepped_gru(tokens.device.type) and not torch.is_grad_enabled():
+            # Inference: each distinct word of the batch is embedded and projected once
+            # (the same states; training keeps one row per token, so its gradients are
+            # summed in the order they always were).
+            words, row_index = tokens.flatten()[order.data].unique(return_inverse=True)
+            distinct = PackedSequence(self.embed(words), *order[1:])
+            states = stepped_gru(self.rnn, distinct, row_index)
+        else:
+            states = self.run_gru(pack_rows(self.embed(tokens), order))
+        forward_dir, backward_dir = states.data.split(self.embed_dim, dim=-1)
         return pad_packed_rows((forward_dir + backward_dir) / 2, order.data, *tokens.shape)
+
+    def use_stepped_gru(self, device: str) -> bool:
+        """Whether ``gru_impl`` picks :func:`stepped_gru` for inputs on ``device``."""
+        return self.gru_impl == 'steps' or (
+            self.gru_impl == 'auto' and device == 'cpu' and not torch.is_autocast_enabled(device)
+        )
 
     def run_gru(self, packed: PackedSequence) -> PackedSequence:
         """``self.rnn(packed)[0]``, by the implementation ``gru_impl`` selects."""
-        device = packed.data.device.type
-        use_steps = self.gru_impl == 'steps' or (
-            self.gru_impl == 'auto' and device == 'cpu' and not torch.is_autocast_enabled(device)
-        )
-        return stepped_gru(self.rnn, packed) if use_steps else self.rnn(packed)[0]
+        if self.use_stepped_gru(packed.data.device.type):
+            return stepped_gru(self.rnn, packed)
+        return self.rnn(packed)[0]
 
     def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
         lengths = check_token_lengths(tokens, lengths, 'BiGRUTextEncoder')
