@@ -60,3 +60,11 @@ def test_script_prints_a_table_with_machine_and_runs(name):
     if name in ('benchmark_metrics.py', 'benchmark_pml_tester.py'):  # values equal PML's
         differences = [float(v) for v in re.findall(r'- PML\| = (\S+)', out)]
         assert differences and max(differences) < 1e-6, out
+
+
+def test_eval_benchmark_on_collapsed_embeddings_matches_the_reference():
+    """--collapsed puts most candidates inside the certification bands (the float64 path)."""
+    out = run_script('benchmark_eval.py', [*SCRIPTS['benchmark_eval.py'], '--collapsed'])
+    assert 'within ~1e-3 of one direction' in out
+    assert '| True |' in out and '| False |' not in out
+    assert 'lower bound: the float32 score product alone' in out

@@ -24,10 +24,10 @@ from gpo_plugin.evaluation import VSERetrievalMetric
 from gpo_plugin.evaluation.functional import retrieval_ranks, topk_by_rule
 
 ranks_module = importlib.import_module('gpo_plugin.evaluation.functional.retrieval_ranks')
-# Band rescoring: 0 scores every band pair on its own, 10**9 multiplies every banded
-# embedding with all it spans, 16 mixes both on the near-tie set (and at random in
-# the property test).
-DENSE_SHARES = {'pairs': 0, 'dense': 10**9, 'mixed': 16}
+# Band rescoring: 0 scores every band candidate on its own, 10**9 gives every row (column)
+# of a block with candidates its float64 scores at once; on the near-tie set 64 mixes both
+# ways for the rows and 4 for the columns (and the property test draws all four).
+DENSE_SHARES = {'pairs': 0, 'dense': 10**9, 'mixed rows': 64, 'mixed columns': 4}
 
 
 def band_rescoring(mode: str):

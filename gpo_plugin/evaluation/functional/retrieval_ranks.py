@@ -34,10 +34,10 @@ TIE_RULES = ('published', 'optimistic', 'pessimistic')
 _RECOMPUTE_BYTES = 256 << 20
 # Band candidates scored in float64 at once (two gathered (n, D) float64 matrices).
 _PAIRS = 4096
-# An image (caption) with band pairs on at least 1/_DENSE_SHARE of the captions (images) they
-# span gets one float64 product with that whole span instead of a gather per pair: on one
-# CPU thread a row of 25000 captions costs as much as about 90 gathered pairs, a column of
-# 5000 images as much as about 17 (measured at 1024-d).
+# An image row (caption column) of a block with at least 1/_DENSE_SHARE of its entries in the
+# band gets float64 scores for the whole row (column of the block) at once instead of one
+# gathered dot product per pair: on one CPU thread a row of 25000 captions costs as much as
+# about 90 gathered pairs, a column of 5000 images as much as about 17 (measured at 1024-d).
 _DENSE_SHARE = 256
 # Score-block columns compared at once (256 rows x 1024 columns of float32 = 1 MiB).
 _SLICE = 1024
@@ -240,7 +240,7 @@ class _Pass:
         self.col_band = (2.02 * fast * txt_norm * max_img + tiny).to(img.dtype)
         self.row_band64 = 2.02 * slow * img_norm * max_txt + tiny
         self.col_band64 = 2.02 * slow * txt_norm * max_img + tiny
-        self.float64 = {}  # float64 copies of img / txt, made when a band needs them
+        self.txt64 = None  # float64 copy of txt, made when a crowded row band needs it
         self.truth = self._truth()
         self.truth64 = _pair_scores(img, txt, cap_img, torch.arange(n_txt, device=device))
         best64 = torch.full((n_img,), -math.inf, dtype=torch.float64, device=device)
@@ -317,24 +317,35 @@ class _Pass:
         own_in_band = _count_by(own_row, own >= row_lo[own_row, 0], n)
         band_rows = torch.nonzero(row_ge - row_gt > own_in_band).flatten()
         band_cols = torch.nonzero(col_band > 0).flatten()
-        if len(band_rows):
-            part = scores[band_rows]
-            r, c = torch.nonzero(
-                (part >= row_lo[band_rows]) & (part <= row_hi[band_rows]), as_tuple=True
-            )
-            self._rescore_rows(band_rows[r] + start, c, cols)
-        if len(band_cols):
-            part = scores[:, band_cols]
-            r, c = torch.nonzero(
-                (part >= col_lo[band_cols]) & (part <= col_hi[band_cols]), as_tuple=True
-            )
-            self._rescore_cols(r + start, band_cols[c], cols)
+        # Rows (columns) with a large share of the block in their band (an untrained or
+        # collapsed model) get float64 scores for the whole block at once; the others are
+        # rescored pair by pair.
+        crowded = (row_ge - row_gt)[band_rows] * _DENSE_SHARE >= len(self.txt)
+        for rows, dense in ((band_rows[crowded], True), (band_rows[~crowded], False)):
+            if len(rows):
+                part = scores[rows]
+                in_band = (part >= row_lo[rows]) & (part <= row_hi[rows])
+                if dense:
+                    self._rescore_rows_dense(rows + start, in_band, cols)
+                else:
+                    r, c = torch.nonzero(in_band, as_tuple=True)
+                    self._rescore_rows(rows[r] + start, c, cols)
+        crowded = col_band[band_cols] * _DENSE_SHARE >= n
+        for columns, dense in ((band_cols[crowded], True), (band_cols[~crowded], False)):
+            if len(columns):
+                part = scores[:, columns]
+                in_band = (part >= col_lo[columns]) & (part <= col_hi[columns])
+                if dense:
+                    self._rescore_cols_dense(start, stop, columns, in_band, cols)
+                else:
+                    r, c = torch.nonzero(in_band, as_tuple=True)
+                    self._rescore_cols(r + start, columns[c], cols)
 
     def _rescore_rows(self, image: Tensor, caption: Tensor, cols: slice) -> None:
         """Band candidates of image rows, in float64: above the truth, or a near-tie."""
         keep = self.cap_img[caption] != image
         image, caption = image[keep], caption[keep]
-        diff = self._band_scores(image, caption, shared='img') - self.best64[image]
+        diff = _pair_scores(self.img, self.txt, image, caption) - self.best64[image]
         band = self.row_band64[image]
         above = (diff > band).int()
         self.i2t.index_add_(0, image, above)
@@ -347,7 +358,7 @@ class _Pass:
         """Band candidates of caption columns, in float64 (the same test)."""
         keep = self.cap_img[caption] != image
         image, caption = image[keep], caption[keep]
-        diff = self._band_scores(image, caption, shared='txt') - self.truth64[caption]
+        diff = _pair_scores(self.img, self.txt, image, caption) - self.truth64[caption]
         band = self.col_band64[caption]
         above = (diff > band).int()
         self.t2i.index_add_(0, caption, above)
@@ -356,41 +367,40 @@ class _Pass:
             in_fold = (caption >= cols.start) & (caption < cols.stop)
             self.fold_t2i.index_add_(0, caption[in_fold], above[in_fold])
 
-    def _band_scores(self, image: Tensor, caption: Tensor, shared: str) -> Tensor:
-        """Float64 scores of the band pairs (img[image], txt[caption]), which share images
-        (``shared='img'``, row bands) or captions (``'txt'``, column bands). An embedding
-        whose pairs cover a large share of the range of partners they span is multiplied
-        with that whole range at once (untrained models crowd their scores into the
-        bands); the others are scored pair by pair. Both sum exact float32 products in
-        float64, inside the float64 bands in any order."""
-        key, partner = (image, caption) if shared == 'img' else (caption, image)
-        key_emb, partner_emb = (self.img, self.txt) if shared == 'img' else (self.txt, self.img)
-        if len(key) == 0:
-            return torch.empty(0, dtype=torch.float64, device=key.device)
-        first, stop = int(partner.min()), int(partner.max()) + 1
-        keys, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
-        crowded = counts * _DENSE_SHARE >= stop - first
-        if not bool(crowded.any()):
-            return _pair_scores(self.img, self.txt, image, caption)
-        dense = crowded[inverse]
-        out = torch.empty(len(key), dtype=torch.float64, device=key.device)
-        sparse = ~dense
-        out[sparse] = _pair_scores(self.img, self.txt, image[sparse], caption[sparse])
-        dense_keys = keys[crowded]
-        slot = torch.full((len(key_emb),), -1, dtype=torch.long, device=key.device)
-        slot[dense_keys] = torch.arange(len(dense_keys), device=key.device)
-        pairs = torch.nonzero(dense).flatten()
-        pair_slot, pair_partner = slot[key[pairs]], partner[pairs] - first
-        other = 'txt' if shared == 'img' else 'img'
-        if other not in self.float64:
-            self.float64[other] = partner_emb.double()
-        partners64 = self.float64[other][first:stop]
-        per_group = max(1, _RECOMPUTE_BYTES // (8 * (stop - first)))
-        for lo in range(0, len(dense_keys), per_group):
-            sims = key_emb[dense_keys[lo : lo + per_group]].double() @ partners64.t()
-            here = (pair_slot >= lo) & (pair_slot < lo + per_group)
-            out[pairs[here]] = sims[pair_slot[here] - lo, pair_partner[here]]
-        return out
+    def _rescore_rows_dense(self, images: Tensor, in_band: Tensor, cols: slice) -> None:
+        """:meth:`_rescore_rows` for every band candidate of ``images`` at once: their float64
+        rows against all captions, reduced where ``in_band`` (images x captions) holds."""
+        if self.txt64 is None:
+            self.txt64 = self.txt.double()
+        per_group = max(1, _RECOMPUTE_BYTES // (8 * len(self.txt)))
+        for lo in range(0, len(images), per_group):
+            image = images[lo : lo + per_group]
+            diff = self.img[image].double() @ self.txt64.t() - self.best64[image, None]
+            band = self.row_band64[image, None]
+            # A caption of the image itself is no competitor.
+            candidate = in_band[lo : lo + per_group] & (self.cap_img[None, :] != image[:, None])
+            above = candidate & (diff > band)
+            self.i2t.index_add_(0, image, _count(above, dim=1))
+            self.redo_row[image[(candidate & (diff.abs() <= band)).any(1)]] = True
+            if self.fold_size:
+                self.fold_i2t.index_add_(0, image, _count(above[:, cols], dim=1))
+
+    def _rescore_cols_dense(
+        self, start: int, stop: int, captions: Tensor, in_band: Tensor, cols: slice
+    ) -> None:
+        """:meth:`_rescore_cols` for every band candidate of ``captions`` in image rows
+        ``start:stop`` at once, reduced where ``in_band`` (rows x captions) holds."""
+        diff = self.img[start:stop].double() @ self.txt[captions].double().t()
+        diff -= self.truth64[captions]
+        band = self.col_band64[captions]
+        rows = torch.arange(start, stop, device=captions.device)
+        candidate = in_band & (self.cap_img[captions][None, :] != rows[:, None])
+        above = _count(candidate & (diff > band), dim=0)
+        self.t2i.index_add_(0, captions, above)
+        self.redo_col[captions[(candidate & (diff.abs() <= band)).any(0)]] = True
+        if self.fold_size:
+            in_fold = (captions >= cols.start) & (captions < cols.stop)
+            self.fold_t2i.index_add_(0, captions[in_fold], above[in_fold])
 
     def _slices(self, cols: slice):
         """Column ranges of at most _SLICE columns, each inside or outside the fold."""
